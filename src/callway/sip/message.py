@@ -1,0 +1,418 @@
+"""SIP requests and responses: parse and serialize (RFC 3261 §7, §20, §25).
+
+Parsing is lazy (DESIGN.md principle 5): :func:`parse_message` only splits the
+start line and the header lines; structured values (Via, From, CSeq, ...) are
+parsed on first access and cached.  A message that was parsed and not changed
+serializes to its original bytes, so a proxy re-sends what it did not touch.
+
+Header storage is a list of ``[key, value]`` pairs where ``key`` is the
+lower-case long name (compact forms expanded, RFC 3261 §7.3.3).  Structured
+values handed out by the properties are snapshots: to change a header, call
+:meth:`Message.set` / :meth:`Message.prepend` / :meth:`Message.remove`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from callway.sip.errors import ParseError
+from callway.sip.headers import (
+    LIST_HEADERS,
+    CSeq,
+    NameAddr,
+    Via,
+    canonical_name,
+    header_key,
+    parse_cseq,
+    parse_name_addr,
+    parse_nonneg_int,
+    parse_via,
+    split_list,
+)
+from callway.sip.status import reason_phrase
+from callway.sip.uri import URI, SipURI, parse_uri
+
+SIP_VERSION = "SIP/2.0"
+_MAX_CONTENT_LENGTH = 2**31 - 1
+
+
+class Message:
+    """What requests and responses share: headers and body (RFC 3261 §7)."""
+
+    __slots__ = ("_cache", "_raw", "body", "headers")
+
+    def __init__(self, headers: Iterable[tuple[str, str]] = (), body: bytes = b"") -> None:
+        self.headers: list[list[str]] = [[header_key(k), v] for k, v in headers]
+        self.body = body
+        self._cache: dict[str, Any] = {}
+        self._raw: bytes | None = None
+
+    # -- generic header access ------------------------------------------------
+
+    def get(self, name: str) -> str | None:
+        """The first header line's value of ``name`` (any case, compact or long)."""
+        key = header_key(name)
+        for k, v in self.headers:
+            if k == key:
+                return v
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name``; list headers are split on commas (§7.3.1)."""
+        key = header_key(name)
+        values = [v for k, v in self.headers if k == key]
+        if key in LIST_HEADERS:
+            return [item for v in values for item in split_list(v)]
+        return values
+
+    def count(self, name: str) -> int:
+        """How many header lines named ``name`` there are."""
+        key = header_key(name)
+        return sum(1 for k, _ in self.headers if k == key)
+
+    def __contains__(self, name: str) -> bool:
+        return self.get(name) is not None
+
+    def _changed(self) -> None:
+        self._cache.clear()
+        self._raw = None
+
+    def set(self, name: str, value: object) -> None:
+        """Replace every line of ``name`` by one line (kept at the first one's place)."""
+        key = header_key(name)
+        text = str(value)
+        for i, (k, _) in enumerate(self.headers):
+            if k == key:
+                self.headers[i] = [key, text]
+                self.headers[i + 1 :] = [h for h in self.headers[i + 1 :] if h[0] != key]
+                break
+        else:
+            self.headers.append([key, text])
+        self._changed()
+
+    def add(self, name: str, value: object) -> None:
+        """Append a header line."""
+        self.headers.append([header_key(name), str(value)])
+        self._changed()
+
+    def prepend(self, name: str, value: object) -> None:
+        """Insert a line before the first line of the same name (Via, Record-Route)."""
+        key = header_key(name)
+        for i, (k, _) in enumerate(self.headers):
+            if k == key:
+                self.headers.insert(i, [key, str(value)])
+                break
+        else:
+            self.headers.insert(0, [key, str(value)])
+        self._changed()
+
+    def remove(self, name: str) -> int:
+        """Remove every line of ``name``; return how many were removed."""
+        key = header_key(name)
+        before = len(self.headers)
+        self.headers = [h for h in self.headers if h[0] != key]
+        if len(self.headers) != before:
+            self._changed()
+        return before - len(self.headers)
+
+    def pop_first(self, name: str) -> str | None:
+        """Remove and return the first value of a list header (e.g. a Via or Route)."""
+        key = header_key(name)
+        for i, (k, v) in enumerate(self.headers):
+            if k == key:
+                items = split_list(v)
+                if len(items) > 1:
+                    self.headers[i] = [key, ", ".join(items[1:])]
+                else:
+                    del self.headers[i]
+                self._changed()
+                return items[0] if items else None
+        return None
+
+    # -- structured values (cached) ------------------------------------------------
+
+    def _required(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise ParseError(f"missing {canonical_name(header_key(name))} header")
+        return value
+
+    @property
+    def call_id(self) -> str:
+        """Call-ID (§20.8)."""
+        return self._required("call-id").strip()
+
+    @property
+    def cseq(self) -> CSeq:
+        """CSeq (§20.16)."""
+        value = self._cache.get("cseq")
+        if value is None:
+            value = self._cache["cseq"] = parse_cseq(self._required("cseq"))
+        return value
+
+    @property
+    def from_(self) -> NameAddr:
+        """From (§20.20)."""
+        value = self._cache.get("from")
+        if value is None:
+            value = self._cache["from"] = parse_name_addr(self._required("from"))
+        return value
+
+    @property
+    def to(self) -> NameAddr:
+        """To (§20.39)."""
+        value = self._cache.get("to")
+        if value is None:
+            value = self._cache["to"] = parse_name_addr(self._required("to"))
+        return value
+
+    @property
+    def vias(self) -> list[Via]:
+        """All Via values, topmost first (§20.42)."""
+        value = self._cache.get("vias")
+        if value is None:
+            value = self._cache["vias"] = [parse_via(v) for v in self.get_all("via")]
+        return value
+
+    @property
+    def via(self) -> Via:
+        """The topmost Via."""
+        vias = self.vias
+        if not vias:
+            raise ParseError("missing Via header")
+        return vias[0]
+
+    @property
+    def contacts(self) -> list[NameAddr]:
+        """Contact values (§20.10); ``Contact: *`` is reported by :attr:`contact_star`."""
+        value = self._cache.get("contacts")
+        if value is None:
+            items = self.get_all("contact")
+            value = [] if items == ["*"] else [parse_name_addr(v) for v in items]
+            self._cache["contacts"] = value
+        return value
+
+    @property
+    def contact_star(self) -> bool:
+        """True for the un-registration form ``Contact: *`` (§10.2.2)."""
+        return self.get_all("contact") == ["*"]
+
+    @property
+    def max_forwards(self) -> int | None:
+        """Max-Forwards (§20.22), 0-255."""
+        value = self.get("max-forwards")
+        return None if value is None else parse_nonneg_int(value, "Max-Forwards", 255)
+
+    @property
+    def expires(self) -> int | None:
+        """Expires (§20.19) in seconds."""
+        value = self.get("expires")
+        return None if value is None else parse_nonneg_int(value, "Expires", 0xFFFFFFFF)
+
+    @property
+    def content_type(self) -> str | None:
+        """The media type of the body, lower-case, without parameters (§20.15)."""
+        value = self.get("content-type")
+        return None if value is None else value.split(";", 1)[0].strip().lower()
+
+    # -- serialization ------------------------------------------------------------
+
+    def start_line(self) -> str:
+        """The request line or status line."""
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        """The message on the wire; Content-Length always matches the body (§20.14)."""
+        if self._raw is not None:
+            return self._raw
+        lines = [self.start_line()]
+        lines += [f"{canonical_name(k)}: {v}" for k, v in self.headers if k != "content-length"]
+        lines.append(f"Content-Length: {len(self.body)}")
+        head = "\r\n".join(lines) + "\r\n\r\n"
+        return head.encode("utf-8", "surrogateescape") + self.body
+
+    def __bytes__(self) -> bytes:
+        return self.to_bytes()
+
+
+class Request(Message):
+    """A SIP request (§7.1)."""
+
+    __slots__ = ("_uri", "_uri_text", "method")
+
+    def __init__(
+        self,
+        method: str,
+        uri: URI | str,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+    ) -> None:
+        super().__init__(headers, body)
+        self.method = method
+        self._uri: URI | None = None if isinstance(uri, str) else uri
+        self._uri_text = uri if isinstance(uri, str) else str(uri)
+
+    @property
+    def uri(self) -> URI:
+        """The Request-URI (§7.1), parsed on first access."""
+        if self._uri is None:
+            self._uri = parse_uri(self._uri_text)
+        return self._uri
+
+    @uri.setter
+    def uri(self, value: URI) -> None:
+        self._uri = value
+        self._uri_text = str(value)
+        self._raw = None
+
+    @property
+    def sip_uri(self) -> SipURI:
+        """The Request-URI as a SIP URI; ParseError(416) for other schemes."""
+        uri = self.uri
+        if not isinstance(uri, SipURI):
+            raise ParseError(f"unsupported URI scheme {uri.scheme!r}", 416)
+        return uri
+
+    def start_line(self) -> str:
+        return f"{self.method} {self._uri_text} {SIP_VERSION}"
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self._uri_text}>"
+
+
+class Response(Message):
+    """A SIP response (§7.2)."""
+
+    __slots__ = ("reason", "status")
+
+    def __init__(
+        self,
+        status: int,
+        reason: str = "",
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+    ) -> None:
+        super().__init__(headers, body)
+        self.status = status
+        self.reason = reason
+
+    def start_line(self) -> str:
+        return f"{SIP_VERSION} {self.status} {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"
+
+
+def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
+    """Parse one whole message (a UDP datagram or a framed stream message).
+
+    ``stream`` says the bytes came from a stream transport, where the framer
+    already used Content-Length; over UDP a Content-Length larger than the
+    datagram is an error and extra bytes are ignored (RFC 3261 §18.3).
+    Raise :class:`ParseError` with the status to answer (RFC 4475 §3.1.2).
+    """
+    start = 0
+    while data.startswith(b"\r\n", start):
+        start += 2
+    end = data.find(b"\r\n\r\n", start)
+    if end < 0:
+        raise ParseError("no empty line after the headers")
+    text = data[start:end].decode("utf-8", "surrogateescape")
+    lines = text.split("\r\n")
+    message = _parse_start_line(lines[0])
+    _parse_header_lines(message, lines)
+    body = data[end + 4 :]
+    length_text = message.get("content-length")
+    if length_text is not None:
+        length = parse_nonneg_int(length_text, "Content-Length", _MAX_CONTENT_LENGTH)
+        if length > len(body):
+            raise ParseError(f"Content-Length {length} larger than the body ({len(body)})")
+        if length < len(body):
+            body = body[:length]
+            data = data[: end + 4 + length]
+    elif stream and body:
+        raise ParseError("missing Content-Length on a stream transport")
+    message.body = body
+    message._raw = data[start:] if start else data
+    return message
+
+
+def _parse_start_line(line: str) -> Request | Response:
+    parts = line.split(" ", 2)
+    if len(parts) != 3:
+        raise ParseError(f"bad start line {line!r}")
+    if parts[0].startswith("SIP/"):
+        return _parse_status_line(parts)
+    method, uri_text, version = parts
+    if version != SIP_VERSION:
+        if version.upper().startswith("SIP/") and " " not in version:
+            raise ParseError(f"unsupported SIP version {version!r}", 505)
+        raise ParseError(f"bad request line {line!r}")
+    if not method or not method.isascii() or not _is_token(method):
+        raise ParseError(f"bad method {method!r}")
+    if not uri_text or uri_text[0] == "<":
+        raise ParseError(f"bad Request-URI {uri_text!r}")
+    return Request(method, uri_text)
+
+
+def _parse_status_line(parts: list[str]) -> Response:
+    version, code, reason = parts
+    if version != SIP_VERSION:
+        raise ParseError(f"unsupported SIP version {version!r}", None)
+    if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
+        raise ParseError(f"bad status code {code!r}", None)
+    return Response(int(code), reason)
+
+
+_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+
+
+def _is_token(text: str) -> bool:
+    return all(ch in _TOKEN_CHARS for ch in text)
+
+
+def _parse_header_lines(message: Message, lines: list[str]) -> None:
+    headers = message.headers
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t"):
+            if not headers:
+                raise ParseError("continuation line before the first header")
+            headers[-1][1] = f"{headers[-1][1]} {line.strip()}"
+            continue
+        name, colon, value = line.partition(":")
+        if not colon:
+            raise ParseError(f"header line without ':' {line[:40]!r}")
+        name = name.rstrip(" \t")
+        if not name or not _is_token(name):
+            raise ParseError(f"bad header name {name[:40]!r}")
+        headers.append([header_key(name), value.strip()])
+
+
+def make_response(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+) -> Response:
+    """Build a response to ``request`` (RFC 3261 §8.2.6.2).
+
+    Via, From, Call-ID and CSeq are copied; To is copied and gets ``to_tag``
+    unless it has a tag already (a 100 Trying never gets one, §8.2.6.2).
+    """
+    response = Response(status, reason if reason is not None else reason_phrase(status))
+    out = response.headers
+    for key, value in request.headers:
+        if key in ("via", "from", "call-id", "cseq"):
+            out.append([key, value])
+        elif key == "to":
+            if to_tag and status != 100 and ";tag=" not in value.replace(" ", "").lower():
+                value = f"{value};tag={to_tag}"
+            out.append([key, value])
+    for key, value in headers:
+        out.append([header_key(key), value])
+    response.body = body
+    return response
