@@ -39,7 +39,7 @@ _WS = re.compile(r"[ \t]*")
 _FOLD = re.compile(r"[ \t]*\r?\n[ \t]+")
 # Unquoted values: a token in the grammar; tolerate anything up to the next separator
 # (real phones send e.g. ``uri=sip:8005@host`` unquoted).
-_BARE_VALUE = re.compile(r'[^\s,"]+')
+_BARE_VALUE = re.compile(r'[^\s,"=][^\s,"]*')
 _QUOTED_BODY = re.compile(r'(?:[^"\\]|\\.)*', re.DOTALL)
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _NEEDS_ESCAPE = re.compile(r'(["\\])')
@@ -244,4 +244,3 @@ def format_challenge(
 def parse_qop_options(value: str) -> tuple[str, ...]:
     """Split a challenge's ``qop-options`` (``"auth,auth-int"``) into lower-case values."""
     return tuple(part.strip().lower() for part in value.split(",") if part.strip())
-

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from callway.sip.errors import ParseError
-from callway.sip.uri import URI, SipURI, parse_hostport, parse_uri
+from callway.sip.uri import URI, SipURI, ascii_digits, parse_hostport, parse_uri
 
 # RFC 3261 §7.3.3 and the IANA registry of compact forms.
 COMPACT_FORMS: dict[str, str] = {
@@ -144,18 +144,37 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 
 
 def parse_params(text: str) -> dict[str, str | None]:
-    """Parse ``;name=value;flag`` generic parameters (§25.1); keys lower-cased."""
+    """Parse ``;name=value;flag`` generic parameters (§25.1 generic-param); keys lower-cased.
+
+    A leading ``;`` is optional.  Empty parameters (``;;``), empty values
+    (``name=``) and values with inner whitespace are rejected (RFC 4475 §3.1.2.1).
+    Quoted values are kept with their quotes.
+    """
+    text = text.strip()
+    if text.startswith(";"):
+        text = text[1:]
     params: dict[str, str | None] = {}
     for item in _split_semicolons(text):
-        item = item.strip()
-        if not item:
-            continue
         key, eq, value = item.partition("=")
         key = key.strip().lower()
         if not _TOKEN_RE.match(key):
             raise ParseError(f"bad parameter name {key!r}")
-        params[key] = value.strip() if eq else None
+        if eq:
+            params[key] = _param_value(value.strip())
+        else:
+            params[key] = None
     return params
+
+
+def _param_value(value: str) -> str:
+    """Check a gen-value: token / host / quoted-string (§25.1)."""
+    if not value:
+        raise ParseError("empty parameter value")
+    if value[0] == '"':
+        unquote_string(value)
+    elif " " in value or "\t" in value or '"' in value:
+        raise ParseError(f"bad parameter value {value!r}")
+    return value
 
 
 def format_params(params: dict[str, str | None]) -> str:
@@ -163,9 +182,16 @@ def format_params(params: dict[str, str | None]) -> str:
     return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
 
 
+_QUOTE_ESCAPES = {ch: "\\" + chr(ch) for ch in (*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F)}
+_QUOTE_ESCAPES.update({ord("\\"): "\\\\", ord('"'): '\\"', 0x0A: " ", 0x0D: " "})
+
+
 def quote(text: str) -> str:
-    """A quoted-string (§25.1) with ``"`` and ``\\`` escaped."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A quoted-string (§25.1): ``"``, ``\\`` and controls become quoted-pairs.
+
+    CR and LF cannot be carried by a quoted-pair and become spaces.
+    """
+    return '"' + text.translate(_QUOTE_ESCAPES) + '"'
 
 
 def unquote_string(text: str) -> str:
@@ -222,39 +248,75 @@ def parse_name_addr(value: str) -> NameAddr:
     """Parse From/To/Contact/Route values (§20.10).
 
     Without angle brackets every ``;param`` belongs to the header, not the URI,
-    and the URI may not contain ``,``, ``?`` or ``;`` (§20.10, RFC 4475 §3.1.2.12).
+    and the URI may not contain ``,``, ``?`` or ``;`` (§20.10, RFC 4475 §3.1.2.13).
+    Inside angle brackets no whitespace is allowed (LAQUOT/RAQUOT, §25.1,
+    RFC 4475 §3.1.2.14); a display name is a quoted-string or tokens (§3.1.2.15).
     """
     value = value.strip()
-    lt = value.find("<")
+    lt = _find_unquoted(value, "<")
     if lt < 0:
         return _parse_addr_spec(value)
-    display_text = value[:lt].strip()
     gt = value.find(">", lt)
     if gt < 0:
         raise ParseError(f"missing '>' in {value!r}")
-    if display_text.startswith('"'):
-        display: str | None = unquote_string(display_text)
-    elif display_text:
-        for word in display_text.split():
-            if not _TOKEN_RE.match(word):
-                raise ParseError(f"bad display name {display_text!r}")
-        display = " ".join(display_text.split())
-    else:
-        display = None
-    uri = parse_uri(value[lt + 1 : gt].strip())
+    display = _parse_display(value[:lt].strip())
+    uri_text = value[lt + 1 : gt]
+    if not uri_text or uri_text != uri_text.strip():
+        raise ParseError(f"whitespace inside <> in {value!r}")
+    uri = parse_uri(uri_text)
     tail = value[gt + 1 :].strip()
     if tail and not tail.startswith(";"):
         raise ParseError(f"junk after '>' in {value!r}")
     return NameAddr(uri, display, parse_params(tail) if tail else {})
 
 
+def _find_unquoted(text: str, char: str) -> int:
+    """Index of the first ``char`` outside quoted strings, or -1 (§25.1 quoted-string)."""
+    pos = text.find(char)
+    if pos <= 0 or text.find('"', 0, pos) < 0:
+        return pos
+    return _scan_unquoted(text, char)
+
+
+def _scan_unquoted(text: str, char: str) -> int:
+    quoted = False
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == char:
+            return i
+        i += 1
+    if quoted:
+        raise ParseError(f"unterminated quoted string in {text!r}")
+    return -1
+
+
+def _parse_display(text: str) -> str | None:
+    """display-name = *(token LWS) / quoted-string (§25.1); the spacing is normalised."""
+    if not text:
+        return None
+    if text.startswith('"'):
+        return unquote_string(text)
+    words = text.split()
+    for word in words:
+        if not _TOKEN_RE.match(word):
+            raise ParseError(f"bad display name {text!r}")
+    return " ".join(words)
+
+
 def _parse_addr_spec(value: str) -> NameAddr:
-    if '"' in value or " " in value.split(";", 1)[0].strip():
-        raise ParseError(f"bad addr-spec {value!r}")
     uri_text, semi, tail = value.partition(";")
     uri_text = uri_text.strip()
-    if "?" in uri_text or "," in uri_text or not uri_text:
-        raise ParseError(f"URI with '?' or ',' must be in angle brackets: {value!r}")
+    if not uri_text or any(ch in uri_text for ch in ' \t"?,'):
+        raise ParseError(f"bad addr-spec (a URI with '?' or ',' needs <>): {value!r}")
     return NameAddr(parse_uri(uri_text), None, parse_params(tail) if semi else {})
 
 
@@ -282,7 +344,10 @@ class Via:
         return f"SIP/2.0/{self.transport} {self.host}{port}{format_params(self.params)}"
 
 
-_VIA_RE = re.compile(r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+(.*)\Z", re.S | re.I)
+_VIA_RE = re.compile(
+    r"[ \t]*[Ss][Ii][Pp][ \t]*/[ \t]*2\.0[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+(.*)\Z", re.S
+)
+_COLON_LWS_RE = re.compile(r"[ \t]*:[ \t]*")
 
 
 def parse_via(value: str) -> Via:
@@ -292,8 +357,10 @@ def parse_via(value: str) -> Via:
         raise ParseError(f"bad Via {value!r}")
     transport, rest = match.groups()
     sent_by, semi, tail = rest.partition(";")
-    sent_by = re.sub(r"\s*:\s*", ":", sent_by.strip())
-    if not sent_by or " " in sent_by:
+    sent_by = sent_by.strip()
+    if " " in sent_by or "\t" in sent_by:
+        sent_by = _COLON_LWS_RE.sub(":", sent_by)
+    if not sent_by or " " in sent_by or "\t" in sent_by:
         raise ParseError(f"bad Via sent-by {value!r}")
     host, port = parse_hostport(sent_by, value)
     params = parse_params(tail) if semi else {}
@@ -314,7 +381,12 @@ class CSeq:
 def parse_cseq(value: str) -> CSeq:
     """Parse a CSeq value; the number must fit in 32 bits (§8.1.1.5, RFC 4475 §3.1.2.5)."""
     parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit() or not _TOKEN_RE.match(parts[1]):
+    if (
+        len(parts) != 2
+        or len(parts[0]) > 10
+        or not ascii_digits(parts[0])
+        or not _TOKEN_RE.match(parts[1])
+    ):
         raise ParseError(f"bad CSeq {value!r}")
     seq = int(parts[0])
     if seq > 0xFFFFFFFF:
@@ -325,6 +397,6 @@ def parse_cseq(value: str) -> CSeq:
 def parse_nonneg_int(value: str, name: str, maximum: int) -> int:
     """A header of one non-negative integer (Content-Length, Expires, Max-Forwards)."""
     text = value.strip()
-    if not text.isdigit() or len(text) > 10 or int(text) > maximum:
+    if len(text) > 10 or not ascii_digits(text) or int(text) > maximum:
         raise ParseError(f"bad {name} {value!r}")
     return int(text)

@@ -31,7 +31,7 @@ from callway.sip.headers import (
     split_list,
 )
 from callway.sip.status import reason_phrase
-from callway.sip.uri import URI, SipURI, parse_uri
+from callway.sip.uri import URI, SipURI, ascii_digits, parse_uri
 
 SIP_VERSION = "SIP/2.0"
 _MAX_CONTENT_LENGTH = 2**31 - 1
@@ -223,9 +223,20 @@ class Message:
         raise NotImplementedError
 
     def to_bytes(self) -> bytes:
-        """The message on the wire; Content-Length always matches the body (§20.14)."""
+        """The message on the wire; Content-Length always matches the body (§20.14).
+
+        A parsed message that was not changed returns its original bytes.
+        """
         if self._raw is not None:
             return self._raw
+        return self.serialize()
+
+    def serialize(self) -> bytes:
+        """Build the message from its start line, headers and body (§7).
+
+        Headers are written one per line under their canonical long names;
+        Content-Length is rewritten last to match the body.
+        """
         lines = [self.start_line()]
         lines += [f"{canonical_name(k)}: {v}" for k, v in self.headers if k != "content-length"]
         lines.append(f"Content-Length: {len(self.body)}")
@@ -323,7 +334,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     message = _parse_start_line(lines[0])
     _parse_header_lines(message, lines)
     body = data[end + 4 :]
-    length_text = message.get("content-length")
+    length_text = _content_length(message.headers)
     if length_text is not None:
         length = parse_nonneg_int(length_text, "Content-Length", _MAX_CONTENT_LENGTH)
         if length > len(body):
@@ -338,17 +349,27 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     return message
 
 
+def _content_length(headers: list[list[str]]) -> str | None:
+    """The Content-Length value; conflicting values are a framing error (RFC 4475 §3.3.10)."""
+    values = [v for k, v in headers if k == "content-length"]
+    if not values:
+        return None
+    if len(values) > 1 and len(set(values)) > 1:
+        raise ParseError(f"conflicting Content-Length values {values[:4]!r}")
+    return values[0]
+
+
 def _parse_start_line(line: str) -> Request | Response:
     parts = line.split(" ", 2)
     if len(parts) != 3:
-        raise ParseError(f"bad start line {line!r}")
-    if parts[0].startswith("SIP/"):
+        raise ParseError(f"bad start line {line[:80]!r}")
+    if parts[0][:4].upper() == "SIP/":
         return _parse_status_line(parts)
     method, uri_text, version = parts
-    if version != SIP_VERSION:
-        if version.upper().startswith("SIP/") and " " not in version:
-            raise ParseError(f"unsupported SIP version {version!r}", 505)
-        raise ParseError(f"bad request line {line!r}")
+    if version != SIP_VERSION and version.upper() != SIP_VERSION:
+        if version[:4].upper() == "SIP/" and " " not in version:
+            raise ParseError(f"unsupported SIP version {version[:20]!r}", 505)
+        raise ParseError(f"bad request line {line[:80]!r}")
     if not method or not method.isascii() or not _is_token(method):
         raise ParseError(f"bad method {method!r}")
     if not uri_text or uri_text[0] == "<":
@@ -358,9 +379,9 @@ def _parse_start_line(line: str) -> Request | Response:
 
 def _parse_status_line(parts: list[str]) -> Response:
     version, code, reason = parts
-    if version != SIP_VERSION:
-        raise ParseError(f"unsupported SIP version {version!r}", None)
-    if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
+    if version.upper() != SIP_VERSION:
+        raise ParseError(f"unsupported SIP version {version[:20]!r}", None)
+    if len(code) != 3 or not ascii_digits(code) or not 100 <= int(code) <= 699:
         raise ParseError(f"bad status code {code!r}", None)
     return Response(int(code), reason)
 
@@ -372,21 +393,45 @@ def _is_token(text: str) -> bool:
     return all(ch in _TOKEN_CHARS for ch in text)
 
 
+# Header names seen on the wire -> lookup key; bounded so junk cannot grow it.
+_KEY_CACHE: dict[str, str] = {}
+_KEY_CACHE_MAX = 512
+
+
 def _parse_header_lines(message: Message, lines: list[str]) -> None:
+    """Split header lines into ``[key, value]`` pairs, unfolding continuations (§7.3.1)."""
     headers = message.headers
+    cache = _KEY_CACHE
     for line in lines[1:]:
-        if line[:1] in (" ", "\t"):
-            if not headers:
-                raise ParseError("continuation line before the first header")
-            headers[-1][1] = f"{headers[-1][1]} {line.strip()}"
-            continue
         name, colon, value = line.partition(":")
-        if not colon:
-            raise ParseError(f"header line without ':' {line[:40]!r}")
-        name = name.rstrip(" \t")
-        if not name or not _is_token(name):
-            raise ParseError(f"bad header name {name[:40]!r}")
-        headers.append([header_key(name), value.strip()])
+        key = cache.get(name)
+        if key is None:
+            if line[:1] in (" ", "\t"):
+                _unfold(headers, line)
+                continue
+            if not colon:
+                raise ParseError(f"header line without ':' {line[:40]!r}")
+            key = _header_line_key(name)
+        headers.append([key, value.strip()])
+
+
+def _unfold(headers: list[list[str]], line: str) -> None:
+    """Join a continuation line to the previous header value (§7.3.1 LWS)."""
+    if not headers:
+        raise ParseError("continuation line before the first header")
+    previous = headers[-1][1]
+    part = line.strip()
+    headers[-1][1] = f"{previous} {part}" if previous and part else previous or part
+
+
+def _header_line_key(name: str) -> str:
+    stripped = name.rstrip(" \t")
+    if not stripped or not _is_token(stripped):
+        raise ParseError(f"bad header name {stripped[:40]!r}")
+    key = header_key(stripped)
+    if len(_KEY_CACHE) < _KEY_CACHE_MAX:
+        _KEY_CACHE[name] = key
+    return key
 
 
 def make_response(

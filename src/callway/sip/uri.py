@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from ipaddress import IPv6Address
 from urllib.parse import unquote
 
 from callway.sip.errors import ParseError
@@ -23,6 +24,11 @@ _FORBIDDEN = re.compile(r'[\x00-\x20<>"\x7f]')
 # hostname / IPv4 (loose: labels of alnum and "-", "."; "_" tolerated as seen in the wild).
 _HOST_RE = re.compile(r"[A-Za-z0-9_\-.]+\Z")
 _IPV6_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]\Z")
+
+
+def ascii_digits(text: str) -> bool:
+    """True if ``text`` is one or more ASCII digits (RFC 5234 DIGIT, not Unicode digits)."""
+    return text.isascii() and text.isdigit()
 
 
 def unescape(text: str) -> str:
@@ -145,11 +151,16 @@ def _parse_sip(scheme: str, rest: str, text: str) -> SipURI:
 
 
 def parse_hostport(hostport: str, context: str = "") -> tuple[str, int | None]:
-    """Split ``host[:port]`` (RFC 3261 §25.1 hostport, IPv6 references in [])."""
+    """Split ``host[:port]`` (RFC 3261 §25.1 hostport, IPv6 references in []).
+
+    An IPv6 reference must hold a valid IPv6 address (RFC 5954 §4.1 corrects
+    the RFC 3261 ABNF, so ``[2001:db8:::192.0.2.1]`` is rejected, RFC 5118 §4.10);
+    ``[2001:db8::10:5070]`` is a valid address without a port (RFC 5118 §4.3).
+    """
     if hostport.startswith("["):
         end = hostport.find("]")
         host, tail = hostport[: end + 1], hostport[end + 1 :]
-        if end < 0 or not _IPV6_RE.match(host) or host.count(":") < 2:
+        if end < 0 or not _IPV6_RE.match(host) or not _valid_ipv6(host[1:-1]):
             raise ParseError(f"bad IPv6 reference in {context or hostport!r}")
         if tail and not tail.startswith(":"):
             raise ParseError(f"junk after IPv6 reference in {context or hostport!r}")
@@ -161,6 +172,14 @@ def parse_hostport(hostport: str, context: str = "") -> tuple[str, int | None]:
             raise ParseError(f"bad host in {context or hostport!r}")
     if port_text is None:
         return host, None
-    if not port_text.isdigit() or not 0 < int(port_text) <= 65535 or len(port_text) > 5:
+    if len(port_text) > 5 or not ascii_digits(port_text) or not 0 < int(port_text) <= 65535:
         raise ParseError(f"bad port in {context or hostport!r}")
     return host, int(port_text)
+
+
+def _valid_ipv6(text: str) -> bool:
+    try:
+        IPv6Address(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,141 @@
+"""Composition root of the PBX: config files -> sockets, registrar, store.
+
+``callway pbx -c DIR`` reads ``DIR/pjsip.conf`` (Asterisk syntax) and keeps
+its registrations in ``DIR/callway.sqlite`` (or ``--state-dir``), so they
+survive a restart.  SIGHUP reloads the configuration; a broken file is
+reported with file and line and the running configuration stays in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from callway import __version__
+from callway.config.errors import ConfigError
+from callway.config.pjsip import load_pjsip, parse_pjsip
+from callway.pbx.auth import Authenticator
+from callway.pbx.core import PbxCore
+from callway.pbx.location import Location
+from callway.pbx.model import PjsipConfig
+from callway.pbx.registrar import Registrar
+from callway.store.sqlite import SqliteLocationStore
+from callway.transport.stack import SipStack
+
+log = logging.getLogger("callway.pbx")
+
+TICK = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class PbxSettings:
+    """Where the PBX finds its config and keeps its state."""
+
+    config_dir: Path | None
+    state_dir: Path
+    pjsip_text: str | None = None  # built-in config (the demo) instead of DIR/pjsip.conf
+
+
+def load_config(settings: PbxSettings) -> PjsipConfig:
+    """Read and translate pjsip.conf; raise ConfigError naming file and line."""
+    if settings.pjsip_text is not None:
+        config = parse_pjsip(settings.pjsip_text, "pjsip.conf (built-in demo)")
+    else:
+        assert settings.config_dir is not None
+        path = settings.config_dir / "pjsip.conf"
+        if not path.is_file():
+            raise ConfigError(str(path), 0, "file not found")
+        config = load_pjsip(path)
+    for warning in config.warnings:
+        log.warning("%s", warning)
+    return config
+
+
+class PbxApp:
+    """A running PBX node."""
+
+    def __init__(self, settings: PbxSettings) -> None:
+        self.settings = settings
+        self.config = load_config(settings)
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = SqliteLocationStore(settings.state_dir / "callway.sqlite")
+        self.location = Location(self.store)
+        restored = self.location.restore(time.time())
+        if restored:
+            log.info("restored %d registrations from %s", restored, self.store.path)
+        self.auth = Authenticator(self.config)
+        self.registrar = Registrar(self.config, self.location, self.auth)
+        self.stack = SipStack()
+        self.core = PbxCore(
+            self.registrar, self.stack.send_response, user_agent=f"callway {__version__}"
+        )
+        self.stack.tu = self.core
+        self._tick_task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        """Bind every ``type=transport`` and start serving."""
+        loop = asyncio.get_running_loop()
+        bound = []
+        for transport in self.config.transports.values():
+            if transport.protocol == "udp":
+                endpoint = self.stack.add_udp(transport.bind_host, transport.bind_port)
+                bound.append(f"udp:{transport.bind_host}:{endpoint.port}")
+            elif transport.protocol == "tcp":
+                server = await self.stack.add_tcp(transport.bind_host, transport.bind_port)
+                bound.append(f"tcp:{transport.bind_host}:{server.port}")
+            else:
+                log.warning("transport %s: protocol %s not served yet", transport.name,
+                            transport.protocol)  # fmt: skip
+        self.stack.start(loop)
+        self._tick_task = loop.create_task(self._tick())
+        log.info("callway pbx ready: %s", " ".join(bound))
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            now = time.time()
+            for binding in self.location.expire(now):
+                log.info("contact %s of %s expired", binding.uri, binding.aor)
+            try:
+                self.store.flush()
+            except Exception:
+                log.exception("cannot write %s", self.store.path)
+
+    def reload(self) -> bool:
+        """Re-read the config; keep the old one if the new one is broken."""
+        try:
+            config = load_config(self.settings)
+        except ConfigError as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return False
+        self.config = config
+        self.auth.config = config
+        self.registrar.config = config
+        log.info("configuration reloaded")
+        return True
+
+    async def stop(self) -> None:
+        """Close sockets and flush the store."""
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tick_task
+        await self.stack.close()
+        self.store.close()
+
+    async def run(self) -> None:
+        """Serve until SIGINT/SIGTERM; SIGHUP reloads."""
+        loop = asyncio.get_running_loop()
+        await self.start()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stopped.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        await self._stopped.wait()
+        log.info("stopping")
+        await self.stop()

@@ -1,0 +1,95 @@
+"""``callway`` command line: subcommands only parse arguments and call app/."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from callway.config.errors import ConfigError
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def _run(coro_factory: object) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # plain asyncio works too
+        pass
+    asyncio.run(coro_factory())  # type: ignore[operator]
+
+
+def _cmd_pbx(args: argparse.Namespace) -> int:
+    from callway.app.pbx import PbxApp, PbxSettings
+
+    config_dir = Path(args.config).resolve()
+    state_dir = Path(args.state_dir).resolve() if args.state_dir else config_dir
+    try:
+        app = PbxApp(PbxSettings(config_dir, state_dir))
+    except ConfigError as exc:
+        print(f"callway pbx: configuration error: {exc}", file=sys.stderr)
+        return 78  # EX_CONFIG
+    _run(app.run)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from callway.app.pbx import PbxApp, PbxSettings
+    from callway.config.defaults import DEMO_PJSIP_CONF
+
+    state_dir = Path(args.state_dir or os.path.join(os.getcwd(), "var", "demo")).resolve()
+    text = DEMO_PJSIP_CONF
+    if args.port:
+        text = text.replace("bind=0.0.0.0:5061", f"bind=0.0.0.0:{args.port}")
+    app = PbxApp(PbxSettings(None, state_dir, pjsip_text=text))
+    port = args.port or 5061
+    print(
+        "callway demo: PBX with the seed's pjsip.conf is starting.\n"
+        f"  Register a softphone to <this machine's address>:{port} over UDP:\n"
+        "    user 8005 password 8005   or   user 8006 password 8006 (realm asterisk)\n"
+        f"  e.g. baresip account: <sip:8005@127.0.0.1:{port}>;auth_pass=8005\n"
+        f"  Check it is alive: sipsak -s sip:s@127.0.0.1:{port}\n"
+        f"  State is kept in {state_dir}; Ctrl-C stops.",
+        file=sys.stderr,
+        flush=True,
+    )
+    _run(app.run)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="callway", description="callway VoIP system")
+    parser.add_argument("-v", "--verbose", action="count", default=1)
+    sub = parser.add_subparsers(dest="command", required=True)
+    pbx = sub.add_parser("pbx", help="run a PBX from pjsip.conf / extensions.conf")
+    pbx.add_argument("-c", "--config", required=True, help="directory with pjsip.conf")
+    pbx.add_argument("--state-dir", help="where registrations are kept (default: the config dir)")
+    pbx.set_defaults(func=_cmd_pbx)
+    demo = sub.add_parser("demo", help="run the seed's demo on built-in defaults")
+    demo.add_argument("--port", type=int, default=0, help="SIP port (default 5061, as the seed)")
+    demo.add_argument("--state-dir", help="where registrations are kept (default ./var/demo)")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``callway`` command."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

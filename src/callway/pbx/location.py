@@ -1,0 +1,134 @@
+"""The location service: address-of-record -> contact bindings (RFC 3261 §10.3).
+
+Sans-I/O: every method takes ``now``; expiry is enforced by
+:meth:`Location.expire` driven from ``get_timer()``.  Changes are written
+through a :class:`LocationStore` so registrations survive a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from callway.core.address import Address
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """One registered contact of an AOR (RFC 3261 §10.3 step 7)."""
+
+    aor: str
+    uri: str
+    expires_at: float
+    call_id: str
+    cseq: int
+    source: Address
+    registered_at: float
+    path: tuple[str, ...] = ()
+    user_agent: str = ""
+    instance: str = ""
+    reg_id: str = ""
+    params: str = ""
+
+    def remaining(self, now: float) -> int:
+        """Whole seconds left, never negative."""
+        return max(0, int(self.expires_at - now + 0.5))
+
+
+class LocationStore(Protocol):
+    """Persistence of bindings (embedded SQLite by default)."""
+
+    def save(self, binding: Binding) -> None:
+        """Insert or replace a binding (key: aor + uri)."""
+
+    def delete(self, aor: str, uri: str) -> None:
+        """Remove a binding."""
+
+    def load(self) -> Iterable[Binding]:
+        """Every stored binding."""
+
+
+class MemoryStore:
+    """A store that keeps nothing: for tests and throw-away nodes."""
+
+    def save(self, binding: Binding) -> None:
+        """Nothing is kept."""
+
+    def delete(self, aor: str, uri: str) -> None:
+        """Nothing is kept."""
+
+    def load(self) -> Iterable[Binding]:
+        """Nothing was kept."""
+        return ()
+
+
+class Location:
+    """Bindings by AOR, with expiry and write-through persistence."""
+
+    def __init__(self, store: LocationStore | None = None) -> None:
+        self._store: LocationStore = store or MemoryStore()
+        self._bindings: dict[str, dict[str, Binding]] = {}
+
+    def restore(self, now: float) -> int:
+        """Load stored bindings that have not expired; return how many."""
+        count = 0
+        for binding in self._store.load():
+            if binding.expires_at > now:
+                self._bindings.setdefault(binding.aor, {})[binding.uri] = binding
+                count += 1
+            else:
+                self._store.delete(binding.aor, binding.uri)
+        return count
+
+    def lookup(self, aor: str, now: float) -> list[Binding]:
+        """Live bindings of ``aor``, oldest registration first."""
+        found = self._bindings.get(aor)
+        if not found:
+            return []
+        return sorted(
+            (b for b in found.values() if b.expires_at > now), key=lambda b: b.registered_at
+        )
+
+    def get(self, aor: str, uri: str) -> Binding | None:
+        """The binding of ``uri`` under ``aor``."""
+        return self._bindings.get(aor, {}).get(uri)
+
+    def put(self, binding: Binding) -> None:
+        """Add or refresh a binding."""
+        old = self.get(binding.aor, binding.uri)
+        if old is not None:
+            binding = replace(binding, registered_at=old.registered_at)
+        self._bindings.setdefault(binding.aor, {})[binding.uri] = binding
+        self._store.save(binding)
+
+    def remove(self, aor: str, uri: str) -> None:
+        """Remove one binding."""
+        found = self._bindings.get(aor)
+        if found and found.pop(uri, None) is not None:
+            if not found:
+                del self._bindings[aor]
+            self._store.delete(aor, uri)
+
+    def remove_all(self, aor: str) -> None:
+        """Remove every binding of ``aor`` (``Contact: *``)."""
+        for uri in list(self._bindings.get(aor, {})):
+            self.remove(aor, uri)
+
+    def all(self, now: float) -> list[Binding]:
+        """Every live binding."""
+        return [b for aor in sorted(self._bindings) for b in self.lookup(aor, now)]
+
+    def get_timer(self) -> float | None:
+        """When the next binding expires."""
+        deadlines = [b.expires_at for found in self._bindings.values() for b in found.values()]
+        return min(deadlines) if deadlines else None
+
+    def expire(self, now: float) -> list[Binding]:
+        """Drop bindings whose time has come; return them."""
+        gone = [
+            b for found in self._bindings.values() for b in found.values() if b.expires_at <= now
+        ]
+        for binding in gone:
+            self.remove(binding.aor, binding.uri)
+        return gone

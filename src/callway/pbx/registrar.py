@@ -1,0 +1,177 @@
+"""The registrar: REGISTER processing with digest authentication (RFC 3261 §10.3).
+
+Answers the way Asterisk's chan_pjsip users expect:
+
+* no or stale credentials: 401 with a fresh challenge (``stale=true`` when the
+  nonce only expired, RFC 7616 §3.3);
+* wrong password or unknown user: 401 again (the same answer for both, so
+  nobody can enumerate extensions) and 403 once the source or the user has
+  failed too often (a :class:`~callway.sip.digest.FailureTracker` ban);
+* authenticated, but the AOR of the To URI does not exist: 404; exists but
+  is not one of the endpoint's ``aors``: 403;
+* ``max_contacts`` exceeded without ``remove_existing``: 403;
+* an expiration below ``minimum_expiration``: 423 with Min-Expires.
+
+Sans-I/O: :meth:`Registrar.handle_register` takes the request, its source
+and ``now`` and returns the response to send.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from callway.core.address import Address
+from callway.pbx.auth import Authenticator, AuthOutcome
+from callway.pbx.location import Binding, Location
+from callway.pbx.model import Aor, PjsipConfig
+from callway.sip.errors import ParseError
+from callway.sip.headers import NameAddr, format_params
+from callway.sip.message import Request, Response, make_response
+from callway.sip.uri import SipURI
+
+
+@dataclass(frozen=True, slots=True)
+class _ContactRequest:
+    uri: str
+    expires: int
+    params: dict[str, str | None]
+
+
+class Registrar:
+    """REGISTER handling for the AORs of a pjsip.conf."""
+
+    def __init__(self, config: PjsipConfig, location: Location, auth: Authenticator) -> None:
+        self.config = config
+        self.location = location
+        self.auth = auth
+
+    def handle_register(self, request: Request, source: Address, now: float) -> Response:
+        """Process one REGISTER (RFC 3261 §10.3 steps 1-8)."""
+        outcome = self.auth.check(request, source, now)
+        if outcome.response is not None:
+            return outcome.response
+        try:
+            return self._register(request, source, now, outcome)
+        except ParseError as exc:
+            return make_response(request, exc.status_hint or 400, to_tag=self.auth.tag())
+
+    def _register(
+        self, request: Request, source: Address, now: float, outcome: AuthOutcome
+    ) -> Response:
+        to_uri = request.to.uri
+        aor_name = to_uri.user if isinstance(to_uri, SipURI) else None
+        aor = self.config.aors.get(aor_name or "")
+        if aor is None or aor_name is None:
+            return self._reply(request, 404, "Not Found")
+        endpoint = outcome.endpoint
+        if endpoint is None or aor_name not in endpoint.aors:
+            return self._reply(request, 403, "Forbidden")
+        if request.contact_star:
+            return self._unregister_all(request, aor, now)
+        wanted = self._contact_requests(request, aor)
+        if isinstance(wanted, Response):
+            return wanted
+        return self._apply(request, source, now, aor, wanted)
+
+    def _reply(self, request: Request, status: int, reason: str | None = None) -> Response:
+        return make_response(request, status, reason, to_tag=self.auth.tag())
+
+    def _unregister_all(self, request: Request, aor: Aor, now: float) -> Response:
+        # RFC 3261 §10.3 step 6: "*" only with Expires: 0 and no other contact.
+        if request.expires != 0 or request.count("contact") != 1:
+            return self._reply(request, 400, "Invalid Contact *")
+        call_id, cseq = request.call_id, request.cseq.seq
+        for binding in self.location.lookup(aor.name, now):
+            if binding.call_id == call_id and cseq <= binding.cseq:
+                return self._reply(request, 500, "Out Of Order CSeq")
+        self.location.remove_all(aor.name)
+        return self._ok(request, aor, now)
+
+    def _contact_requests(self, request: Request, aor: Aor) -> list[_ContactRequest] | Response:
+        header_expires = request.expires
+        result = []
+        for contact in request.contacts:
+            expires = _contact_expires(contact, header_expires, aor.default_expiration)
+            if 0 < expires < aor.minimum_expiration:
+                response = self._reply(request, 423, "Interval Too Brief")
+                response.add("Min-Expires", str(aor.minimum_expiration))
+                return response
+            if aor.maximum_expiration and expires > aor.maximum_expiration:
+                expires = aor.maximum_expiration
+            params = {k: v for k, v in contact.params.items() if k not in ("expires", "q")}
+            result.append(_ContactRequest(str(contact.uri), expires, params))
+        return result
+
+    def _apply(
+        self,
+        request: Request,
+        source: Address,
+        now: float,
+        aor: Aor,
+        wanted: list[_ContactRequest],
+    ) -> Response:
+        call_id, cseq = request.call_id, request.cseq.seq
+        for item in wanted:
+            old = self.location.get(aor.name, item.uri)
+            if old is not None and old.call_id == call_id and cseq <= old.cseq:
+                return self._reply(request, 500, "Out Of Order CSeq")
+        adding = [w for w in wanted if w.expires > 0]
+        removing = {w.uri for w in wanted if w.expires == 0}
+        existing = [
+            b for b in self.location.lookup(aor.name, now) if b.uri not in removing
+        ]
+        new_uris = {w.uri for w in adding}
+        kept = [b for b in existing if b.uri not in new_uris]
+        if aor.max_contacts <= 0 and adding:
+            return self._reply(request, 403, "Forbidden")
+        overflow = len(kept) + len(adding) - aor.max_contacts
+        if overflow > 0:
+            if not aor.remove_existing or len(adding) > aor.max_contacts:
+                return self._reply(request, 403, "Too Many Contacts")
+            for binding in kept[:overflow]:
+                self.location.remove(aor.name, binding.uri)
+        for uri in removing:
+            self.location.remove(aor.name, uri)
+        path = tuple(request.get_all("path")) if aor.support_path else ()
+        for item in adding:
+            self.location.put(
+                Binding(
+                    aor=aor.name,
+                    uri=item.uri,
+                    expires_at=now + item.expires,
+                    call_id=call_id,
+                    cseq=cseq,
+                    source=source,
+                    registered_at=now,
+                    path=path,
+                    user_agent=request.get("user-agent") or "",
+                    instance=(item.params.get("+sip.instance") or "").strip('"'),
+                    reg_id=item.params.get("reg-id") or "",
+                    params=format_params(item.params),
+                )
+            )
+        return self._ok(request, aor, now, path)
+
+    def _ok(self, request: Request, aor: Aor, now: float, path: tuple[str, ...] = ()) -> Response:
+        response = self._reply(request, 200, "OK")
+        for binding in self.location.lookup(aor.name, now):
+            expires = binding.remaining(now)
+            response.add("Contact", f"<{binding.uri}>{binding.params};expires={expires}")
+        for value in path:
+            response.add("Path", value)
+        if path:
+            response.add("Supported", "path")
+        return response
+
+
+def _contact_expires(contact: NameAddr, header_expires: int | None, default: int) -> int:
+    """RFC 3261 §10.3 step 6: the contact's expires param, else Expires, else default."""
+    value = contact.params.get("expires")
+    if value is not None:
+        text = value.strip()
+        if not text.isdigit() or len(text) > 10:
+            raise ParseError(f"bad Contact expires {value!r}")
+        return int(text)
+    if header_expires is not None:
+        return header_expires
+    return default

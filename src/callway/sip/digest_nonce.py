@@ -1,0 +1,209 @@
+"""Server-side digest state, sans-I/O: nonces with replay tracking, failure bans.
+
+Nothing here reads the clock: every method that needs time takes ``now`` (any
+monotonic seconds the caller chooses). Nonces are stateless to verify (an HMAC
+over their issue time, RFC 7616 §5.4 "nonce ... time-stamp H(time-stamp ...
+secret)"); only the highest ``nc`` seen per nonce is remembered (RFC 7616 §3.3:
+the server detects replays by tracking nonce-count values), in bounded memory.
+
+When several nodes share ``secret``, pass wall-clock ``now`` on every node so a
+nonce issued by one ages correctly on another.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import hashlib
+import heapq
+import hmac
+import math
+import re
+import struct
+from collections import deque
+from dataclasses import dataclass, field
+
+__all__ = ["FailureTracker", "NonceManager", "NonceStatus"]
+
+_STAMP = struct.Struct(">dQ")  # issue time, issue sequence number
+_MAC_SIZE = hashlib.sha256().digest_size
+_NONCE_BYTES = _STAMP.size + _MAC_SIZE  # 48 bytes -> 64 base64url characters, no padding
+_NONCE_SHAPE = re.compile(r"[A-Za-z0-9_-]{64}")
+_NC_SHAPE = re.compile(r"[0-9A-Fa-f]{8}")
+
+
+class NonceStatus(enum.Enum):
+    """What :meth:`NonceManager.check` found (RFC 7616 §3.3 ``stale``, §5.4 replays)."""
+
+    VALID = "valid"
+    STALE = "stale"  # ours, well formed, expired: answer 401 with stale=true
+    INVALID = "invalid"  # not ours (forged, garbled, other secret)
+    REPLAY = "replay"  # nc not above the highest seen for this nonce
+
+
+class NonceManager:
+    """Issues and checks nonces: ``base64url(time || seq || HMAC-SHA256(secret, time || seq))``.
+
+    ``seq`` makes two nonces issued at the same ``now`` differ, so per-nonce
+    ``nc`` tracking never mixes two clients. A nonce is fresh while
+    ``0 <= now - issued < lifetime``. At most ``max_entries`` nonces have their
+    ``nc`` remembered; when an unexpired one must be forgotten, every nonce issued
+    at or before it is treated as STALE from then on (a new challenge, never a
+    replay window).
+    """
+
+    __slots__ = ("_floor", "_heap", "_highest_nc", "_max_entries", "_secret", "_seq", "lifetime")
+
+    def __init__(self, secret: bytes, lifetime: float = 30.0, max_entries: int = 65536) -> None:
+        if not secret:
+            raise ValueError("NonceManager needs a non-empty secret")
+        if lifetime <= 0 or max_entries <= 0:
+            raise ValueError("lifetime and max_entries must be positive")
+        self._secret = secret
+        self.lifetime = lifetime
+        self._max_entries = max_entries
+        self._seq = 0
+        self._highest_nc: dict[str, int] = {}
+        self._heap: list[tuple[float, str]] = []  # (issued, nonce) for every tracked nonce
+        self._floor = -math.inf
+
+    def issue(self, now: float) -> str:
+        """A fresh nonce stamped with ``now`` (RFC 7616 §3.3 ``nonce``)."""
+        stamp = _STAMP.pack(now, self._seq)
+        self._seq = (self._seq + 1) & 0xFFFFFFFFFFFFFFFF
+        return base64.urlsafe_b64encode(stamp + self._mac(stamp)).decode("ascii")
+
+    def _mac(self, stamp: bytes) -> bytes:
+        return hmac.new(self._secret, stamp, hashlib.sha256).digest()
+
+    def issued_at(self, nonce: str) -> float | None:
+        """The issue time of one of our nonces, or None if it is not ours."""
+        if _NONCE_SHAPE.fullmatch(nonce) is None:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(nonce)
+        except (binascii.Error, ValueError):
+            return None
+        stamp, mac = raw[: _STAMP.size], raw[_STAMP.size :]
+        if len(raw) != _NONCE_BYTES or not hmac.compare_digest(mac, self._mac(stamp)):
+            return None
+        issued: float = _STAMP.unpack(stamp)[0]
+        return issued
+
+    def peek(self, nonce: str, nc: str | None, now: float) -> NonceStatus:
+        """Like :meth:`check` but remembers nothing (use before the response is verified)."""
+        issued = self.issued_at(nonce)
+        if issued is None:
+            return NonceStatus.INVALID
+        if nc is not None and _NC_SHAPE.fullmatch(nc) is None:
+            return NonceStatus.INVALID
+        if not 0 <= now - issued < self.lifetime or issued <= self._floor:
+            return NonceStatus.STALE
+        if nc is not None and int(nc, 16) <= self._highest_nc.get(nonce, 0):
+            return NonceStatus.REPLAY
+        return NonceStatus.VALID
+
+    def check(self, nonce: str, nc: str | None, now: float) -> NonceStatus:
+        """Check ``nonce`` and, when VALID with an ``nc``, record ``nc`` as its highest.
+
+        ``nc`` is the 8-hex-digit ``nonce-count`` (RFC 7616 §3.4), None when the
+        client sent no qop: the nonce then stays usable until it expires.
+        """
+        status = self.peek(nonce, nc, now)
+        if status is NonceStatus.VALID and nc is not None:
+            self._remember(nonce, int(nc, 16), now)
+        return status
+
+    def _remember(self, nonce: str, count: int, now: float) -> None:
+        if nonce not in self._highest_nc:
+            self._prune(now)
+            issued = self.issued_at(nonce)
+            assert issued is not None  # peek() accepted it
+            heapq.heappush(self._heap, (issued, nonce))
+        self._highest_nc[nonce] = count
+
+    def _prune(self, now: float) -> None:
+        """Forget expired nonces; if still full, forget the oldest and raise the floor."""
+        while self._heap and now - self._heap[0][0] >= self.lifetime:
+            del self._highest_nc[heapq.heappop(self._heap)[1]]
+        while len(self._heap) >= self._max_entries:
+            issued, nonce = heapq.heappop(self._heap)
+            del self._highest_nc[nonce]
+            self._floor = max(self._floor, issued)
+
+    def __len__(self) -> int:
+        """How many nonces have their ``nc`` remembered."""
+        return len(self._highest_nc)
+
+
+@dataclass(slots=True)
+class _Failures:
+    times: deque[float]
+    banned_until: float = -math.inf
+    last: float = field(default=-math.inf)
+
+
+class FailureTracker:
+    """Counts authentication failures per key (e.g. source IP or username).
+
+    After ``max_failures`` failures within ``window`` seconds the key is blocked
+    for ``ban`` seconds (answer 403 instead of a new 401, as Asterisk with
+    fail2ban does). Failures while blocked extend the ban. At most ``max_keys``
+    keys are remembered; the least recently failing key is forgotten first.
+    """
+
+    __slots__ = ("_keys", "ban", "max_failures", "max_keys", "window")
+
+    def __init__(
+        self,
+        max_failures: int = 3,
+        window: float = 60.0,
+        ban: float = 300.0,
+        max_keys: int = 65536,
+    ) -> None:
+        if max_failures <= 0 or max_keys <= 0 or window <= 0 or ban < 0:
+            raise ValueError("FailureTracker limits must be positive")
+        self.max_failures = max_failures
+        self.window = window
+        self.ban = ban
+        self.max_keys = max_keys
+        self._keys: dict[str, _Failures] = {}
+
+    def record_failure(self, key: str, now: float) -> int:
+        """Record one failure at ``now``; return the failures for ``key`` within the window."""
+        record = self._keys.pop(key, None)
+        if record is None:
+            self._make_room(now)
+            record = _Failures(deque(maxlen=self.max_failures))
+        self._keys[key] = record  # most recently failing keys last
+        record.times.append(now)
+        record.last = now
+        count = sum(1 for t in record.times if now - t < self.window)
+        if count >= self.max_failures:
+            record.banned_until = now + self.ban
+        return count
+
+    def is_blocked(self, key: str, now: float) -> bool:
+        """True while ``key`` is banned (``now`` before the ban ends)."""
+        record = self._keys.get(key)
+        return record is not None and now < record.banned_until
+
+    def record_success(self, key: str) -> None:
+        """Forget every failure of ``key`` (and lift its ban)."""
+        self._keys.pop(key, None)
+
+    def _expired(self, record: _Failures, now: float) -> bool:
+        return now - record.last >= self.window and now >= record.banned_until
+
+    def _make_room(self, now: float) -> None:
+        """Drop expired keys from the front; if still full, drop the oldest."""
+        while self._keys:
+            oldest = next(iter(self._keys))
+            if not self._expired(self._keys[oldest], now) and len(self._keys) < self.max_keys:
+                return
+            del self._keys[oldest]
+
+    def __len__(self) -> int:
+        """How many keys are remembered."""
+        return len(self._keys)

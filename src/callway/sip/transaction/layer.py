@@ -1,0 +1,239 @@
+"""The transaction layer: the TU's façade over all transactions (RFC 3261 §17).
+
+Sans-I/O in the aioquic style: every entry point takes ``now``; what must go
+on the wire collects in :meth:`TransactionLayer.messages_to_send` as
+``(message, address)`` pairs; what the TU must know comes out of
+:meth:`TransactionLayer.next_event`; the shell calls
+:meth:`TransactionLayer.handle_timer` at :meth:`TransactionLayer.get_timer`.
+
+A transaction is dropped the moment it enters Terminated (§17.1.1.2).
+"""
+
+from __future__ import annotations
+
+from callway.core.address import Address
+from callway.sip.message import Request, Response
+from callway.sip.transaction.client import (
+    ClientTransaction,
+    InviteClientTransaction,
+    NonInviteClientTransaction,
+)
+from callway.sip.transaction.events import (
+    AckReceived,
+    ClientTransactionKey,
+    ServerTransactionKey,
+    StrayResponse,
+    TransactionEvent,
+    TransactionKey,
+)
+from callway.sip.transaction.machine import (
+    Input,
+    Outputs,
+    State,
+    Transaction,
+    TransactionError,
+    response_input,
+)
+from callway.sip.transaction.matching import (
+    client_key,
+    legacy_ack_key,
+    response_server_key,
+    server_key,
+)
+from callway.sip.transaction.server import (
+    InviteServerTransaction,
+    NonInviteServerTransaction,
+    ServerTransaction,
+)
+from callway.sip.transaction.timers import TransactionConfig
+
+
+class TransactionLayer:
+    """Owns every client and server transaction of one SIP element."""
+
+    def __init__(self, config: TransactionConfig | None = None) -> None:
+        self.config = config or TransactionConfig()
+        self._out = Outputs()
+        self._clients: dict[ClientTransactionKey, ClientTransaction] = {}
+        self._servers: dict[ServerTransactionKey, ServerTransaction] = {}
+        # RFC 2543 ACKs carry the To tag of our final response (§17.2.3).
+        self._ack_aliases: dict[ServerTransactionKey, ServerTransactionKey] = {}
+
+    # -- client side (§17.1) ---------------------------------------------------
+
+    def send_request(self, request: Request, dest: Address, now: float) -> ClientTransactionKey:
+        """Start a client transaction for ``request`` and send it to ``dest``.
+
+        The TU has put a Via with a fresh branch on top (:func:`new_branch`,
+        §8.1.1.7).  ACK is not a transaction: send the ACK for a 2xx with
+        :meth:`send_stateless` (§13.2.2.4, §17.1.1.3).
+        """
+        if request.method == "ACK":
+            raise TransactionError("ACK creates no transaction; use send_stateless()")
+        key = client_key(request)
+        if key is None:
+            raise TransactionError("the top Via of a request needs a branch (§8.1.1.7)")
+        if key in self._clients:
+            raise TransactionError(f"branch {key.branch} already in use for {key.method}")
+        kind: type[ClientTransaction] = NonInviteClientTransaction
+        if request.method == "INVITE":
+            kind = InviteClientTransaction
+        transaction = kind(key, request, dest, self.config, self._out)
+        self._clients[key] = transaction
+        self._run(transaction, Input.SEND_REQUEST, now)
+        return key
+
+    def receive_response(self, response: Response, source: Address, now: float) -> None:
+        """Hand a response to its client transaction (§17.1.3), or report it as stray."""
+        key = client_key(response)
+        transaction = self._clients.get(key) if key is not None else None
+        if transaction is None:
+            self._out.events.append(StrayResponse(response, source))
+            return
+        self._run(transaction, response_input(response.status, from_tu=False), now, response)
+
+    # -- server side (§17.2) ---------------------------------------------------
+
+    def receive_request(self, request: Request, source: Address, now: float) -> None:
+        """Match a request to a server transaction (§17.2.3) or create one.
+
+        A new request is reported as :class:`RequestReceived`; retransmissions
+        are absorbed (the last response is sent again).  An ACK never creates
+        a transaction: one that matches none is reported as :class:`AckReceived`.
+        """
+        key = server_key(request)
+        if request.method == "ACK":
+            self._receive_ack(request, key, source, now)
+            return
+        transaction = self._servers.get(key)
+        if transaction is None:
+            kind: type[ServerTransaction] = NonInviteServerTransaction
+            if request.method == "INVITE":
+                kind = InviteServerTransaction
+            transaction = kind(key, request, source, self.config, self._out)
+            self._servers[key] = transaction
+        self._run(transaction, Input.RECV_REQUEST, now, request, source)
+
+    def _receive_ack(
+        self, ack: Request, key: ServerTransactionKey, source: Address, now: float
+    ) -> None:
+        transaction = self._servers.get(self._ack_aliases.get(key, key))
+        if transaction is None or not isinstance(transaction, InviteServerTransaction):
+            self._out.events.append(AckReceived(ack, source))
+            return
+        self._run(transaction, Input.RECV_ACK, now, ack, source)
+
+    def send_response(self, key: ServerTransactionKey, response: Response, now: float) -> None:
+        """Send the TU's response on server transaction ``key`` (§17.2.1, §17.2.2).
+
+        The response goes to the address the request came from (§18.2.2 with
+        RFC 3581: received/rport, same local socket or connection).  Raise
+        :class:`TransactionError` for an unknown (e.g. already terminated)
+        transaction or a response the state does not allow.
+        """
+        transaction = self._servers.get(key)
+        if transaction is None:
+            raise TransactionError(f"no server transaction {key}")
+        self._run(transaction, response_input(response.status, from_tu=True), now, response)
+        if key.legacy and key.method == "INVITE" and response.status >= 200:
+            alias = legacy_ack_key(transaction.request, response)
+            if alias is not None and alias != key and key in self._servers:
+                self._ack_aliases[alias] = key
+
+    def find_invite_server_transaction(self, cancel: Request) -> ServerTransactionKey | None:
+        """The INVITE server transaction a CANCEL targets, if it still exists (§9.2).
+
+        §9.2 matches the CANCEL as if its method were the INVITE's with the
+        §17.2.3 rules.  None means the TU answers the CANCEL with 481.
+        """
+        key = server_key(cancel, method="INVITE")
+        return key if isinstance(self._servers.get(key), InviteServerTransaction) else None
+
+    # -- both sides ---------------------------------------------------------
+
+    def send_stateless(self, message: Request | Response, dest: Address) -> None:
+        """Queue a message outside any transaction (ACK for 2xx, stateless proxy, §16.11)."""
+        self._out.messages.append((message, dest))
+
+    def transport_error(self, message: Request | Response, now: float) -> None:
+        """The shell failed to send ``message``; inform its transaction (§17.1.4, §17.2.4)."""
+        transaction = self._owner_of(message)
+        if transaction is not None:
+            self._run(transaction, Input.TRANSPORT_ERROR, now)
+
+    def _owner_of(self, message: Request | Response) -> Transaction | None:
+        if isinstance(message, Request):
+            key = client_key(message)
+            return self._clients.get(key) if key is not None else None
+        server = response_server_key(message)
+        if server is not None:
+            return self._servers.get(server)
+        for transaction in self._servers.values():
+            if transaction.last_response is message:
+                return transaction
+        return None
+
+    def state(self, key: TransactionKey) -> State | None:
+        """The state of a live transaction, or None once it is terminated."""
+        if isinstance(key, ClientTransactionKey):
+            found: Transaction | None = self._clients.get(key)
+        else:
+            found = self._servers.get(key)
+        return None if found is None else found.state
+
+    @property
+    def active_transactions(self) -> int:
+        """How many transactions are alive."""
+        return len(self._clients) + len(self._servers)
+
+    # -- sans-I/O plumbing --------------------------------------------------
+
+    def messages_to_send(self) -> list[tuple[Request | Response, Address]]:
+        """Everything queued for the wire since the last call, in order."""
+        messages = self._out.messages
+        self._out.messages = []
+        return messages
+
+    def next_event(self) -> TransactionEvent | None:
+        """The next event for the TU, or None."""
+        return self._out.events.popleft() if self._out.events else None
+
+    def get_timer(self) -> float | None:
+        """The earliest timer deadline, or None when no timer runs."""
+        return self._out.timers.next_deadline()
+
+    def handle_timer(self, now: float) -> None:
+        """Fire every timer due at ``now`` (Timers A-M)."""
+        for key, timer in self._out.timers.pop_due(now):
+            found: Transaction | None = (
+                self._clients.get(key)
+                if isinstance(key, ClientTransactionKey)
+                else self._servers.get(key)
+            )
+            if found is not None:
+                found.fire(timer, now)
+                self._reap(found)
+
+    def _run(
+        self,
+        transaction: Transaction,
+        stimulus: Input,
+        now: float,
+        message: Request | Response | None = None,
+        source: Address | None = None,
+    ) -> None:
+        transaction.handle(stimulus, now, message, source)
+        self._reap(transaction)
+
+    def _reap(self, transaction: Transaction) -> None:
+        """Destroy a transaction the instant it is Terminated (§17.1.1.2, §17.2.1)."""
+        if transaction.state is not State.TERMINATED:
+            return
+        key = transaction.key
+        if isinstance(key, ClientTransactionKey):
+            self._clients.pop(key, None)
+            return
+        self._servers.pop(key, None)
+        if key.legacy:
+            for alias in [a for a, k in self._ack_aliases.items() if k == key]:
+                del self._ack_aliases[alias]

@@ -1,0 +1,214 @@
+"""The asyncio shell around the sans-I/O SIP core: sockets, clock and pump.
+
+``SipStack`` owns the UDP endpoints and TCP servers, turns bytes into
+messages, feeds them to the :class:`~callway.sip.transaction.TransactionLayer`,
+hands the events to a :class:`TransactionUser` (the PBX, the balancer), sends
+what the layer queued and re-arms one loop timer for the earliest deadline
+(the aioquic pattern, STYLE-ANCHORS §3).
+
+Bad input never stops it: a message that does not parse is answered with the
+status its :class:`~callway.sip.errors.ParseError` suggests when a response can
+be built (RFC 3261 §8.2, RFC 4475), and dropped otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from callway.core.address import Address
+from callway.sip.errors import ParseError
+from callway.sip.message import Request, Response, parse_message
+from callway.sip.reply import error_response
+from callway.sip.transaction import TransactionEvent, TransactionLayer
+from callway.transport.tcp import StreamServer
+from callway.transport.udp import UdpEndpoint
+
+log = logging.getLogger("callway.transport")
+
+
+class TransactionUser(Protocol):
+    """What sits on top of the transaction layer (RFC 3261 §5: the TU)."""
+
+    def handle_event(self, event: TransactionEvent, now: float) -> None:
+        """React to one transaction event (may call back into the stack)."""
+
+
+class SipStack:
+    """Sockets + transaction layer + TU, driven by the asyncio loop."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        trace: Callable[[str, bytes, Address], None] | None = None,
+    ) -> None:
+        self.clock = clock
+        self.transactions = TransactionLayer()
+        self.tu: TransactionUser | None = None
+        self.udp: list[UdpEndpoint] = []
+        self.streams: list[StreamServer] = []
+        self.trace = trace
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._pumping = False
+
+    # -- setup ---------------------------------------------------------------
+
+    def add_udp(self, host: str, port: int) -> UdpEndpoint:
+        """Bind a UDP endpoint."""
+        endpoint = UdpEndpoint(host, port, self.on_data)
+        self.udp.append(endpoint)
+        if self._loop is not None:
+            endpoint.start(self._loop)
+        return endpoint
+
+    async def add_tcp(self, host: str, port: int) -> StreamServer:
+        """Listen on TCP."""
+        server = StreamServer(host, port, self.on_data)
+        self.streams.append(server)
+        await server.start(asyncio.get_running_loop())
+        return server
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start reading from the UDP endpoints."""
+        self._loop = loop
+        for endpoint in self.udp:
+            endpoint.start(loop)
+
+    async def close(self) -> None:
+        """Close every socket."""
+        if self._timer is not None:
+            self._timer.cancel()
+        for endpoint in self.udp:
+            endpoint.close()
+        for server in self.streams:
+            await server.close()
+
+    # -- receive ---------------------------------------------------------------
+
+    def on_data(self, data: bytes, source: Address) -> None:
+        """Bytes from a transport: one datagram or one framed stream message."""
+        if not data.strip(b"\r\n\0 "):
+            return  # keep-alive (RFC 5626 §3.5.1 over UDP is STUN; bare CRLFs are ignored)
+        if self.trace is not None:
+            self.trace("recv", data, source)
+        now = self.clock()
+        try:
+            message = parse_message(data, stream=source.reliable)
+        except ParseError as exc:
+            self._reject(data, exc, source)
+            return
+        if isinstance(message, Request):
+            _stamp_via(message, source)
+            self.transactions.receive_request(message, source, now)
+        else:
+            self.transactions.receive_response(message, source, now)
+        self.pump()
+
+    def _reject(self, data: bytes, exc: ParseError, source: Address) -> None:
+        log.info("bad message from %s: %s", source, exc.reason)
+        if exc.status_hint is None:
+            return
+        reply = error_response(data, exc.status_hint, exc.reason)
+        if reply is not None:
+            self.send_bytes(reply, source)
+
+    # -- send --------------------------------------------------------------------
+
+    def send_response(self, key: object, response: Response) -> None:
+        """Send a response through its server transaction."""
+        self.transactions.send_response(key, response, self.clock())  # type: ignore[arg-type]
+        self.pump()
+
+    def send_request(self, request: Request, dest: Address) -> object:
+        """Start a client transaction."""
+        key = self.transactions.send_request(request, dest, self.clock())
+        self.pump()
+        return key
+
+    def send_bytes(self, data: bytes, dest: Address) -> None:
+        """Put bytes on the wire towards ``dest`` through the right transport."""
+        if self.trace is not None:
+            self.trace("send", data, dest)
+        if dest.transport == "udp":
+            self._udp_for(dest).send(data, dest)
+            return
+        for server in self.streams:
+            if server.transport_name == dest.transport:
+                server.send(data, dest)
+                return
+        log.warning("no %s transport to reach %s", dest.transport, dest)
+
+    def _udp_for(self, dest: Address) -> UdpEndpoint:
+        if dest.local is not None and len(self.udp) > 1:
+            for endpoint in self.udp:
+                if endpoint.port == dest.local[1] and (
+                    endpoint.wildcard or endpoint.host == dest.local[0]
+                ):
+                    return endpoint
+        return self.udp[0]
+
+    # -- pump ----------------------------------------------------------------------
+
+    def pump(self) -> None:
+        """Deliver events to the TU, send queued messages, re-arm the timer."""
+        if self._pumping:
+            return
+        self._pumping = True
+        layer = self.transactions
+        try:
+            while True:
+                handled = False
+                while (event := layer.next_event()) is not None:
+                    handled = True
+                    if self.tu is not None:
+                        try:
+                            self.tu.handle_event(event, self.clock())
+                        except Exception:
+                            log.exception("error handling %r", event)
+                for message, dest in layer.messages_to_send():
+                    self.send_bytes(message.to_bytes(), dest)
+                if not handled:
+                    break
+        finally:
+            self._pumping = False
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        deadline = self.transactions.get_timer()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None and self._loop is not None:
+            delay = max(0.0, deadline - self.clock())
+            self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.transactions.handle_timer(self.clock())
+        self.pump()
+
+
+def _stamp_via(request: Request, source: Address) -> None:
+    """Add ``received`` and fill ``rport`` on the top Via (RFC 3261 §18.2.1, RFC 3581 §4)."""
+    try:
+        via = request.via
+    except ParseError:
+        return
+    needs_rport = "rport" in via.params and via.params["rport"] is None
+    if via.host == source.host and not needs_rport:
+        return
+    via.params["received"] = source.host
+    if needs_rport:
+        via.params["rport"] = str(source.port)
+    request.pop_first("via")
+    request.prepend("via", str(via))

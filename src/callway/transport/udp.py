@@ -1,0 +1,113 @@
+"""UDP transport: a non-blocking socket read in batches from the event loop.
+
+Replies must leave from the address the request arrived on (RFC 3261
+§18.2.2; a socket bound to 0.0.0.0 would answer from the node's primary
+address and clients drop that).  For a wildcard bind we ask the kernel for
+the destination address of each datagram (``IP_PKTINFO``) and set it as the
+source of the reply; a socket bound to one address needs nothing.
+``IP_FREEBIND`` lets a node bind a virtual IP it does not hold yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+import struct
+from collections.abc import Callable
+
+from callway.core.address import Address
+
+log = logging.getLogger("callway.transport.udp")
+
+_IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+_IP_FREEBIND = 15
+_PKTINFO = struct.Struct("=I4s4s")  # ifindex, spec_dst, addr (struct in_pktinfo)
+_BATCH = 64
+_MAX_DATAGRAM = 65535
+
+Receiver = Callable[[bytes, Address], None]
+
+
+class UdpEndpoint:
+    """One bound UDP socket feeding datagrams to ``receiver``."""
+
+    def __init__(self, host: str, port: int, receiver: Receiver, *, transport: str = "udp") -> None:
+        self.host = host
+        self.receiver = receiver
+        self.transport = transport
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET:
+            with contextlib.suppress(OSError):  # not Linux
+                self.sock.setsockopt(socket.IPPROTO_IP, _IP_FREEBIND, 1)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        self.sock.bind((host, port))
+        self.sock.setblocking(False)
+        self.port: int = self.sock.getsockname()[1]
+        self.wildcard = host in ("0.0.0.0", "::")
+        if self.wildcard and family == socket.AF_INET:
+            self.sock.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def local(self) -> tuple[str, int]:
+        """The bound (host, port)."""
+        return self.host, self.port
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start reading."""
+        self._loop = loop
+        loop.add_reader(self.sock.fileno(), self._on_readable)
+
+    def close(self) -> None:
+        """Stop reading and close the socket."""
+        if self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+            self._loop = None
+        self.sock.close()
+
+    def _on_readable(self) -> None:
+        for _ in range(_BATCH):
+            try:
+                if self.wildcard:
+                    data, source = self._recv_pktinfo()
+                else:
+                    data, peer = self.sock.recvfrom(_MAX_DATAGRAM)
+                    source = Address(self.transport, peer[0], peer[1], self.local)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ICMP errors surface here on Linux
+                log.debug("udp receive error on %s:%s: %s", self.host, self.port, exc)
+                continue
+            try:
+                self.receiver(data, source)
+            except Exception:  # the server keeps serving whatever one packet does
+                log.exception("error handling a datagram from %s", source)
+
+    def _recv_pktinfo(self) -> tuple[bytes, Address]:
+        data, ancdata, _flags, peer = self.sock.recvmsg(_MAX_DATAGRAM, 64)
+        local_host = self.host
+        for level, kind, payload in ancdata:
+            if level == socket.IPPROTO_IP and kind == _IP_PKTINFO:
+                _ifindex, spec_dst, _addr = _PKTINFO.unpack_from(payload)
+                local_host = socket.inet_ntoa(spec_dst)
+        return data, Address(self.transport, peer[0], peer[1], (local_host, self.port))
+
+    def send(self, data: bytes, dest: Address) -> None:
+        """Send one datagram, from ``dest.local``'s address when we are a wildcard."""
+        target = (dest.host, dest.port)
+        try:
+            if self.wildcard and dest.local is not None and dest.local[0] != self.host:
+                info = _PKTINFO.pack(0, socket.inet_aton(dest.local[0]), b"\0" * 4)
+                self.sock.sendmsg([data], [(socket.IPPROTO_IP, _IP_PKTINFO, info)], 0, target)
+            else:
+                self.sock.sendto(data, target)
+        except BlockingIOError:
+            log.warning("udp send buffer full, dropped %d bytes to %s", len(data), dest)
+        except OSError as exc:
+            if exc.errno not in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                log.warning("udp send to %s failed: %s", dest, exc)
