@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tests.helpers.pbx_process import PbxProcess, run_pbx
 from tests.helpers.peers import Baresip, baresip_peer
 

@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
+
 from tests.helpers.pbx_process import pjsip_conf, write_config
 from tests.helpers.peers import (
     SCENARIOS,

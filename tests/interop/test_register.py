@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from tests.helpers.pbx_process import PbxProcess
 from tests.helpers.peers import (
     SippResult,
@@ -59,7 +60,11 @@ def assert_sipp_ok(result: SippResult) -> None:
 
 
 def _contact_ports(rows: list[dict[str, object]]) -> list[str]:
-    return [m.group(1) for r in rows if (m := re.search(r":(\d+)", str(r.get("uri", ""))))]
+    return [
+        m.group(1)
+        for r in rows
+        if (m := re.search(r"(?:@|sips?:)[\w.\-\[\]]+:(\d+)", str(r.get("uri", ""))))
+    ]
 
 
 # --------------------------------------------------------------------------

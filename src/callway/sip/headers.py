@@ -65,10 +65,18 @@ LIST_HEADERS = frozenset(
 _canonical_cache: dict[str, str] = {}
 
 
+_key_cache: dict[str, str] = {}
+
+
 def header_key(name: str) -> str:
     """The lookup key of a header name: lower-case long form."""
-    key = name.strip().lower()
-    return COMPACT_FORMS.get(key, key)
+    key = _key_cache.get(name)
+    if key is None:
+        key = name.strip().lower()
+        key = COMPACT_FORMS.get(key, key)
+        if len(_key_cache) < 1024:
+            _key_cache[name] = key
+    return key
 
 
 def canonical_name(key: str) -> str:
@@ -151,9 +159,11 @@ def parse_params(text: str) -> dict[str, str | None]:
     Quoted values are kept with their quotes.
     """
     text = text.strip()
-    if text.startswith(";"):
-        text = text[1:]
     params: dict[str, str | None] = {}
+    if not text:
+        return params
+    if text[0] == ";":
+        text = text[1:]
     for item in _split_semicolons(text):
         key, eq, value = item.partition("=")
         key = key.strip().lower()
@@ -275,6 +285,11 @@ def _find_unquoted(text: str, char: str) -> int:
     pos = text.find(char)
     if pos <= 0 or text.find('"', 0, pos) < 0:
         return pos
+    if text[0] == '"':
+        # Common case: a quoted display name without escapes.
+        end = text.find('"', 1)
+        if end > 0 and text.find("\\", 1, end) < 0:
+            return text.find(char, end + 1)
     return _scan_unquoted(text, char)
 
 
@@ -317,7 +332,7 @@ def _parse_addr_spec(value: str) -> NameAddr:
     uri_text = uri_text.strip()
     if not uri_text or any(ch in uri_text for ch in ' \t"?,'):
         raise ParseError(f"bad addr-spec (a URI with '?' or ',' needs <>): {value!r}")
-    return NameAddr(parse_uri(uri_text), None, parse_params(tail) if semi else {})
+    return NameAddr(parse_uri(uri_text), None, parse_params(semi + tail) if semi else {})
 
 
 @dataclass(slots=True)
@@ -363,7 +378,7 @@ def parse_via(value: str) -> Via:
     if not sent_by or " " in sent_by or "\t" in sent_by:
         raise ParseError(f"bad Via sent-by {value!r}")
     host, port = parse_hostport(sent_by, value)
-    params = parse_params(tail) if semi else {}
+    params = parse_params(semi + tail) if semi else {}
     return Via(transport.upper(), host, port, params)
 
 

@@ -23,7 +23,7 @@ from callway.core.address import Address
 from callway.sip.errors import ParseError
 from callway.sip.message import Request, Response, parse_message
 from callway.sip.reply import error_response
-from callway.sip.transaction import TransactionEvent, TransactionLayer
+from callway.sip.transaction import TransactionError, TransactionEvent, TransactionLayer
 from callway.transport.tcp import StreamServer
 from callway.transport.udp import UdpEndpoint
 
@@ -100,14 +100,14 @@ class SipStack:
         now = self.clock()
         try:
             message = parse_message(data, stream=source.reliable)
+            if isinstance(message, Request):
+                _stamp_via(message, source)
+                self.transactions.receive_request(message, source, now)
+            else:
+                self.transactions.receive_response(message, source, now)
         except ParseError as exc:
             self._reject(data, exc, source)
             return
-        if isinstance(message, Request):
-            _stamp_via(message, source)
-            self.transactions.receive_request(message, source, now)
-        else:
-            self.transactions.receive_response(message, source, now)
         self.pump()
 
     def _reject(self, data: bytes, exc: ParseError, source: Address) -> None:
@@ -122,7 +122,10 @@ class SipStack:
 
     def send_response(self, key: object, response: Response) -> None:
         """Send a response through its server transaction."""
-        self.transactions.send_response(key, response, self.clock())  # type: ignore[arg-type]
+        try:
+            self.transactions.send_response(key, response, self.clock())  # type: ignore[arg-type]
+        except TransactionError as exc:
+            log.warning("cannot send %s: %s", response, exc)
         self.pump()
 
     def send_request(self, request: Request, dest: Address) -> object:
@@ -130,6 +133,22 @@ class SipStack:
         key = self.transactions.send_request(request, dest, self.clock())
         self.pump()
         return key
+
+    def send_stateless(self, message: Request | Response, dest: Address) -> None:
+        """Send outside any transaction (ACK for a 2xx, 2xx retransmissions)."""
+        self.send_bytes(message.to_bytes(), dest)
+
+    def default_local(self, transport: str) -> tuple[str, int]:
+        """The (host, port) of our first listener of ``transport``."""
+        if transport == "udp" and self.udp:
+            endpoint = self.udp[0]
+            host = "127.0.0.1" if endpoint.wildcard else endpoint.host
+            return host, endpoint.port
+        for server in self.streams:
+            if server.transport_name == transport:
+                host = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host
+                return host, server.port
+        return "127.0.0.1", 5060
 
     def send_bytes(self, data: bytes, dest: Address) -> None:
         """Put bytes on the wire towards ``dest`` through the right transport."""

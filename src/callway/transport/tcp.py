@@ -13,6 +13,7 @@ import itertools
 import logging
 import ssl
 from collections.abc import Callable
+from typing import cast
 
 from callway.core.address import Address
 from callway.sip.framing import FramedMessage, FramingError, KeepAlivePing, StreamFramer
@@ -38,8 +39,7 @@ class StreamConnection(asyncio.Protocol):
         self.pending: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         sockname = transport.get_extra_info("sockname")
         self.peer = Address(
@@ -48,7 +48,7 @@ class StreamConnection(asyncio.Protocol):
         self.server.connections[self.id] = self
         self.server.by_peer[(peer[0], peer[1])] = self
         for data in self.pending:
-            transport.write(data)
+            self.transport.write(data)
         self.pending.clear()
 
     def connection_lost(self, exc: Exception | None) -> None:

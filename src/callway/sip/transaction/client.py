@@ -57,9 +57,7 @@ NON_INVITE_CLIENT_TABLE: Table = {
     # §17.1.2.2: in Proceeding, Timer E is reset to T2 each time it fires.
     (_S.PROCEEDING, _I.TIMER_E): Transition(_S.PROCEEDING, (_A.SEND_REQUEST, _A.RESET_E_T2)),
     (_S.PROCEEDING, _I.TIMER_F): Transition(_S.TERMINATED, (_A.INFORM_TIMEOUT,)),
-    (_S.PROCEEDING, _I.TRANSPORT_ERROR): Transition(
-        _S.TERMINATED, (_A.INFORM_TRANSPORT_ERROR,)
-    ),
+    (_S.PROCEEDING, _I.TRANSPORT_ERROR): Transition(_S.TERMINATED, (_A.INFORM_TRANSPORT_ERROR,)),
     (_S.PROCEEDING, _I.RECV_1XX): Transition(_S.PROCEEDING, (_A.PASS_RESPONSE,)),
     (_S.PROCEEDING, _I.RECV_2XX): Transition(_S.COMPLETED, (_A.PASS_RESPONSE, _A.START_K)),
     (_S.PROCEEDING, _I.RECV_300_699): Transition(_S.COMPLETED, (_A.PASS_RESPONSE, _A.START_K)),

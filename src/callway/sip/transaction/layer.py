@@ -7,6 +7,16 @@ on the wire collects in :meth:`TransactionLayer.messages_to_send` as
 :meth:`TransactionLayer.handle_timer` at :meth:`TransactionLayer.get_timer`.
 
 A transaction is dropped the moment it enters Terminated (§17.1.1.2).
+
+A shell drives it like this (aioquic's ``transmit()`` pattern)::
+
+    layer.receive_request(request, source, now=loop.time())   # or receive_response
+    for message, address in layer.messages_to_send():
+        send(message.to_bytes(), address)       # address.local / .conn pick the socket
+    while (event := layer.next_event()) is not None:
+        tu.handle(event)                        # may call send_response / send_request
+    deadline = layer.get_timer()                # re-arm one loop timer; on expiry:
+    layer.handle_timer(now=max(deadline, loop.time()))
 """
 
 from __future__ import annotations
@@ -173,13 +183,30 @@ class TransactionLayer:
                 return transaction
         return None
 
+    def terminate(self, key: TransactionKey) -> bool:
+        """Destroy a transaction now, silently; return whether it existed.
+
+        For the TU's own give-up rules that the figures leave to it: an INVITE
+        client transaction stays in Proceeding until a final response, so a UAC
+        whose CANCEL got no 487 within 64*T1 destroys it (§9.1), as does a
+        proxy when Timer C fires (§16.8).
+        """
+        found = self._find(key)
+        if found is None:
+            return False
+        found.terminate()
+        self._reap(found)
+        return True
+
     def state(self, key: TransactionKey) -> State | None:
         """The state of a live transaction, or None once it is terminated."""
-        if isinstance(key, ClientTransactionKey):
-            found: Transaction | None = self._clients.get(key)
-        else:
-            found = self._servers.get(key)
+        found = self._find(key)
         return None if found is None else found.state
+
+    def _find(self, key: TransactionKey) -> Transaction | None:
+        if isinstance(key, ClientTransactionKey):
+            return self._clients.get(key)
+        return self._servers.get(key)
 
     @property
     def active_transactions(self) -> int:
@@ -205,11 +232,7 @@ class TransactionLayer:
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now`` (Timers A-M)."""
         for key, timer in self._out.timers.pop_due(now):
-            found: Transaction | None = (
-                self._clients.get(key)
-                if isinstance(key, ClientTransactionKey)
-                else self._servers.get(key)
-            )
+            found = self._find(key)
             if found is not None:
                 found.fire(timer, now)
                 self._reap(found)

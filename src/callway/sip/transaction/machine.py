@@ -231,6 +231,10 @@ class Transaction:
             self._armed.discard(timer)
             self.handle(TIMER_INPUTS[timer], now)
 
+    def terminate(self) -> None:
+        """Enter Terminated at the TU's request, outside the table; timers stop."""
+        self._enter(State.TERMINATED)
+
     def _enter(self, state: State) -> None:
         self.state = state
         keep = self.STATE_TIMERS.get(state, frozenset())

@@ -28,8 +28,9 @@ def client_key(message: Request | Response) -> ClientTransactionKey | None:
     branch = message.via.branch
     if not branch:
         return None
-    method = message.cseq.method if isinstance(message, Response) else message.method
-    return ClientTransactionKey(branch, "INVITE" if method == "ACK" else method)
+    if isinstance(message, Response):
+        return ClientTransactionKey(branch, message.cseq.method)
+    return ClientTransactionKey(branch, "INVITE" if message.method == "ACK" else message.method)
 
 
 def server_key(request: Request, *, method: str | None = None) -> ServerTransactionKey:

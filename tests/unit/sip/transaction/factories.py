@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from callway.core.address import Address
-from callway.sip.message import Request, Response, make_response
+from callway.sip.message import Request, Response, make_response, parse_message
 from callway.sip.transaction import (
+    ResponseReceived,
     TransactionConfig,
     TransactionEvent,
     TransactionLayer,
@@ -114,3 +115,46 @@ class Pair:
 
     def advance(self, seconds: float) -> None:
         self.run_until(self.now + seconds)
+
+
+@dataclass
+class Tick:
+    """What one timer firing produced."""
+
+    at: float
+    sent: list[Request | Response]
+    events: list[TransactionEvent]
+
+
+def run_timers(layer: TransactionLayer, clock: ManualClock, until: float) -> list[Tick]:
+    """Fire ``layer``'s timers in order up to ``until``; times are relative to the clock's start."""
+    start = clock.now
+    ticks = []
+    while (deadline := layer.get_timer()) is not None and deadline <= until:
+        clock.now = deadline
+        layer.handle_timer(deadline)
+        sent = [message for message, _ in layer.messages_to_send()]
+        ticks.append(Tick(deadline - start, sent, drain(layer)))
+    clock.now = max(clock.now, until)
+    return ticks
+
+
+def responses(events: list[TransactionEvent]) -> list[Response]:
+    """The responses of ResponseReceived events (asserting that all events are those)."""
+    out = []
+    for event in events:
+        assert isinstance(event, ResponseReceived), event
+        out.append(event.response)
+    return out
+
+
+def statuses(events: list[TransactionEvent]) -> list[int]:
+    """The status codes of ResponseReceived events."""
+    return [response.status for response in responses(events)]
+
+
+def wire_copy(request: Request) -> Request:
+    """The request as a retransmission arrives: same bytes, a new object."""
+    copy = parse_message(request.to_bytes())
+    assert isinstance(copy, Request)
+    return copy

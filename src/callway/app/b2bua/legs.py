@@ -1,0 +1,359 @@
+"""Call legs of the B2BUA: the caller's (UAS) and each callee's (UAC).
+
+A leg owns one dialog and knows where its peer is (the address its
+messages come from, which is NAT-safe: RFC 3581 and Asterisk's
+``force_rport``/``rewrite_contact`` behaviour).  What to do with in-dialog
+requests (BYE, re-INVITE, UPDATE, INFO) is decided by the leg's
+:class:`LegListener`, the call that bridges it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Protocol
+
+from callway.app.b2bua.manager import CallManager
+from callway.core.address import Address
+from callway.sip.dialog import Dialog, new_call_id, new_tag
+from callway.sip.errors import ParseError
+from callway.sip.message import Request, Response, make_response
+from callway.sip.transaction import ClientTransactionKey, ServerTransactionKey, build_cancel
+from callway.sip.transaction.builders import new_branch
+
+log = logging.getLogger("callway.b2bua")
+
+T1 = 0.5
+T2 = 4.0
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
+
+
+class LegListener(Protocol):
+    """The call a leg belongs to."""
+
+    def on_bye(self, leg: Leg) -> None:
+        """The peer hung up."""
+
+    def on_reoffer(self, leg: Leg, key: ServerTransactionKey, request: Request) -> None:
+        """A re-INVITE or UPDATE arrived; the listener must answer it."""
+
+    def on_info(self, leg: Leg, key: ServerTransactionKey, request: Request) -> None:
+        """An INFO arrived (e.g. DTMF); the listener must answer it."""
+
+
+class Leg:
+    """What both kinds of leg share: a dialog and a peer address."""
+
+    def __init__(self, mgr: CallManager, peer: Address, local: tuple[str, int]) -> None:
+        self.mgr = mgr
+        self.peer = peer
+        self.local = local
+        self.dialog: Dialog | None = None
+        self.listener: LegListener | None = None
+        self.ended = asyncio.Event()
+        self._retransmit: asyncio.Task[None] | None = None
+
+    @property
+    def transport(self) -> str:
+        """``UDP``/``TCP``/``TLS`` for Via."""
+        return self.peer.transport.upper()
+
+    @property
+    def via_host(self) -> str:
+        """host:port for our Via."""
+        return f"{self.local[0]}:{self.local[1]}"
+
+    @property
+    def contact(self) -> str:
+        """Our Contact header value."""
+        suffix = "" if self.peer.transport == "udp" else f";transport={self.peer.transport}"
+        return f"<sip:callway@{self.local[0]}:{self.local[1]}{suffix}>"
+
+    # -- requests we send within the dialog ----------------------------------------
+
+    def new_request(
+        self, method: str, body: bytes = b"", content_type: str | None = None
+    ) -> Request:
+        """A request within this leg's dialog (§12.2.1.1)."""
+        assert self.dialog is not None
+        return self.dialog.create_request(
+            method,
+            via_host=self.via_host,
+            via_transport=self.transport,
+            body=body,
+            content_type=content_type,
+            extra=(("User-Agent", self.mgr.user_agent),),
+        )
+
+    async def send(self, request: Request, timeout: float = 32.0) -> Response | None:
+        """Send an in-dialog request and wait for its final response."""
+        try:
+            return await asyncio.wait_for(self.mgr.request(request, self.peer), timeout)
+        except TimeoutError:
+            return None
+
+    async def bye(self) -> None:
+        """Hang up this leg (§15.1.1)."""
+        if self.ended.is_set() or self.dialog is None:
+            self.finish()
+            return
+        self.finish()
+        await self.send(self.new_request("BYE"), timeout=10.0)
+
+    def finish(self) -> None:
+        """The leg is over: stop timers, forget the dialog."""
+        self.ended.set()
+        self._stop_retransmit()
+        if self.dialog is not None:
+            self.mgr.remove_dialog(self.dialog.call_id, self.dialog.local_tag)
+
+    # -- requests we receive within the dialog ---------------------------------------
+
+    def handle_request(self, key: ServerTransactionKey, request: Request) -> None:
+        """An in-dialog request from the peer (§12.2.2)."""
+        assert self.dialog is not None
+        if not self.dialog.receive_request(request):
+            self.mgr.port.send_response(key, make_response(request, 500, "Out Of Order CSeq"))
+            return
+        method = request.method
+        if method == "BYE":
+            self.mgr.port.send_response(key, make_response(request, 200))
+            self.finish()
+            if self.listener is not None:
+                self.listener.on_bye(self)
+        elif method in ("INVITE", "UPDATE"):
+            self.dialog.refresh_target(request)
+            if self.listener is None:
+                self.mgr.port.send_response(key, make_response(request, 488))
+            else:
+                self.listener.on_reoffer(self, key, request)
+        elif method == "INFO" and self.listener is not None:
+            self.listener.on_info(self, key, request)
+        elif method in ("OPTIONS", "INFO", "NOTIFY"):
+            self.mgr.port.send_response(key, make_response(request, 200))
+        else:
+            response = make_response(request, 405)
+            response.add("Allow", ALLOW)
+            self.mgr.port.send_response(key, response)
+
+    def answer_2xx(self, key: ServerTransactionKey, response: Response) -> None:
+        """Send a 2xx to an INVITE and retransmit it until the ACK (§13.3.1.4)."""
+        self.mgr.port.send_response(key, response)
+        self._stop_retransmit()
+        self._retransmit = asyncio.get_running_loop().create_task(self._retransmit_2xx(response))
+
+    async def _retransmit_2xx(self, response: Response) -> None:
+        interval = T1
+        waited = 0.0
+        while waited < 64 * T1:
+            await asyncio.sleep(interval)
+            waited += interval
+            self.mgr.port.send_stateless(response, self.peer)
+            interval = min(2 * interval, T2)
+        log.warning("no ACK for the 2xx of %s: hanging up", response.call_id)
+        self._retransmit = None
+        if self.listener is not None and not self.ended.is_set():
+            await self.bye()
+            self.listener.on_bye(self)
+
+    def _stop_retransmit(self) -> None:
+        task, self._retransmit = self._retransmit, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    def handle_ack(self, request: Request) -> None:
+        """The ACK for our 2xx arrived."""
+        self._stop_retransmit()
+
+    def handle_stray_2xx(self, response: Response) -> None:
+        """A retransmitted 2xx of our INVITE (only outbound legs resend the ACK)."""
+
+
+class InboundLeg(Leg):
+    """The caller's leg: we are the UAS of its INVITE."""
+
+    def __init__(
+        self, mgr: CallManager, key: ServerTransactionKey, invite: Request, source: Address
+    ) -> None:
+        local = source.local or mgr.port.default_local(source.transport)
+        super().__init__(mgr, source, local)
+        self.key = key
+        self.invite = invite
+        self.local_tag = new_tag()
+        self.final_sent = False
+        self.answered = False
+        self.cancelled = asyncio.Event()
+        self.ack_body = b""
+        mgr.invites[key] = self
+        mgr.add_dialog(invite.call_id, self.local_tag, self)
+
+    def respond(self, status: int, reason: str | None = None, *, body: bytes = b"",
+                extra: tuple[tuple[str, str], ...] = ()) -> None:  # fmt: skip
+        """A provisional or a non-2xx final response to the INVITE."""
+        if self.final_sent:
+            return
+        response = make_response(self.invite, status, reason, to_tag=self.local_tag)
+        if 100 < status < 200:
+            response.add("Contact", self.contact)
+            if self.dialog is None:
+                self.dialog = Dialog.as_uas(self.invite, self.local_tag, self.contact)
+        for name, value in extra:
+            response.add(name, value)
+        if body:
+            response.add("Content-Type", "application/sdp")
+            response.body = body
+        if status >= 200:
+            self.final_sent = True
+            self.mgr.invites.pop(self.key, None)
+        self.mgr.port.send_response(self.key, response)
+        if status >= 300:
+            self.finish()
+
+    def answer(self, body: bytes) -> None:
+        """200 OK with our SDP; retransmitted until the ACK."""
+        if self.final_sent:
+            return
+        response = make_response(self.invite, 200, to_tag=self.local_tag)
+        response.add("Contact", self.contact)
+        response.add("Allow", ALLOW)
+        response.add("Server", self.mgr.user_agent)
+        if body:
+            response.add("Content-Type", "application/sdp")
+            response.body = body
+        if self.dialog is None:
+            self.dialog = Dialog.as_uas(self.invite, self.local_tag, self.contact)
+        self.final_sent = True
+        self.answered = True
+        self.mgr.invites.pop(self.key, None)
+        self.answer_2xx(self.key, response)
+
+    def handle_ack(self, request: Request) -> None:
+        super().handle_ack(request)
+        if request.body:
+            self.ack_body = request.body
+
+    def handle_cancel(self) -> None:
+        """CANCEL before the final response: 487 (§9.2)."""
+        if not self.final_sent:
+            self.cancelled.set()
+            self.respond(487)
+            if self.listener is not None:
+                self.listener.on_bye(self)
+
+    def finish(self) -> None:
+        super().finish()
+        self.mgr.invites.pop(self.key, None)
+        self.mgr.remove_dialog(self.invite.call_id, self.local_tag)
+
+
+class OutboundLeg(Leg):
+    """A callee's leg: we are the UAC of an INVITE to one registered contact."""
+
+    def __init__(
+        self,
+        mgr: CallManager,
+        dest: Address,
+        request_uri: str,
+        *,
+        from_value: str,
+        to_value: str,
+        body: bytes,
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        local = dest.local or mgr.port.default_local(dest.transport)
+        super().__init__(mgr, dest, local)
+        self.local_tag = new_tag()
+        self.call_id = new_call_id(local[0])
+        headers = [
+            ("Via", f"SIP/2.0/{self.transport} {self.via_host};branch={new_branch()};rport"),
+            ("Max-Forwards", "70"),
+            ("From", f"{from_value};tag={self.local_tag}"),
+            ("To", to_value),
+            ("Call-ID", self.call_id),
+            ("CSeq", "1 INVITE"),
+            ("Contact", self.contact),
+            ("Allow", ALLOW),
+            ("User-Agent", mgr.user_agent),
+            *extra,
+        ]
+        if body:
+            headers.append(("Content-Type", "application/sdp"))
+        self.invite = Request("INVITE", request_uri, headers, body)
+        self.responses: asyncio.Queue[Response | None] = asyncio.Queue()
+        self.key: ClientTransactionKey | None = None
+        self.provisional = False
+        self.final: Response | None = None
+        self.cancel_pending = False
+        self.cancelled = False
+        self._ack: Request | None = None
+
+    def start(self) -> None:
+        """Send the INVITE."""
+        self.key = self.mgr.send_request(self.invite, self.peer, self._on_response)
+
+    def _on_response(self, response: Response | None) -> None:
+        if response is None:
+            if self.final is None:
+                self.final = Response(408, "Request Timeout")
+                self.responses.put_nowait(None)
+            return
+        status = response.status
+        if status < 200:
+            self._early(response)
+        elif status < 300:
+            self._success(response)
+            return
+        elif self.final is None:
+            self.final = response
+            self.finish()
+        else:
+            return
+        self.responses.put_nowait(response)
+
+    def _early(self, response: Response) -> None:
+        self.provisional = True
+        if response.to.tag and self.dialog is None and response.contacts:
+            try:
+                self.dialog = Dialog.as_uac(self.invite, response)
+            except ParseError:
+                return
+            self.mgr.add_dialog(self.call_id, self.local_tag, self)
+        if self.cancel_pending:
+            self._send_cancel()
+
+    def _success(self, response: Response) -> None:
+        if self.final is not None and self.final.status // 100 == 2:
+            self.handle_stray_2xx(response)  # a retransmission: ACK again
+            return
+        self.dialog = Dialog.as_uac(self.invite, response)
+        self.mgr.add_dialog(self.call_id, self.local_tag, self)
+        self.final = response
+        self._ack = self.dialog.create_request(
+            "ACK", via_host=self.via_host, via_transport=self.transport, cseq=self.invite.cseq.seq
+        )
+        self.mgr.port.send_stateless(self._ack, self.peer)
+        if self.cancelled:
+            # The 2xx crossed our CANCEL: the call is up at the callee; end it.
+            asyncio.get_running_loop().create_task(self.bye())
+            return
+        self.responses.put_nowait(response)
+
+    def handle_stray_2xx(self, response: Response) -> None:
+        if self._ack is not None:
+            self.mgr.port.send_stateless(self._ack, self.peer)
+
+    def cancel(self) -> None:
+        """Stop ringing (§9.1): CANCEL once a provisional came, else as soon as one does."""
+        if self.final is not None or self.cancelled:
+            return
+        self.cancelled = True
+        if self.provisional:
+            self._send_cancel()
+        else:
+            self.cancel_pending = True
+
+    def _send_cancel(self) -> None:
+        self.cancel_pending = False
+        with contextlib.suppress(ValueError):
+            self.mgr.send_request(build_cancel(self.invite), self.peer, lambda _r: None)

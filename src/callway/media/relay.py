@@ -1,0 +1,346 @@
+"""RTP/RTCP relay sessions: the PBX's media anchor for one call.
+
+Each of the two legs (A, B) owns an RTP and an RTCP socket at the PBX (a
+:class:`~callway.media.ports.PortPair`).  What arrives on leg A's RTP socket
+leaves from leg B's RTP socket to B's remote address, and the other way
+round; RTCP likewise.  Where each leg's media goes is decided by a
+:class:`~callway.rtp.latch.Latch` per socket (signalled address, then
+symmetric-RTP latching, RFC 4961), and an optional
+:class:`~callway.rtp.transcode.Transcoder` per RTP direction rewrites
+payload types and G.711 laws.
+
+The hot path is a reader callback per socket (``loop.add_reader``) that
+drains up to ``_BATCH`` datagrams with ``recvfrom`` and forwards each with
+one ``sendto``: per packet one comparison decides the source is the latched
+one, and the only allocations are the received bytes and address tuple.
+Counters are summed per batch, the clock is read once per batch, and the
+RTP timeout is checked by a periodic timer, not per packet.
+
+RTCP multiplexed on the RTP port (RFC 5761) is relayed as RTP would be; an
+answerer that relays to a non-multiplexing peer must decline ``rtcp-mux``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from callway.media.ports import PortPair, PortPool
+from callway.rtp.latch import Latch, SocketAddress
+from callway.rtp.transcode import Transcoder
+
+__all__ = ["LegStats", "RelayLeg", "RelaySession"]
+
+log = logging.getLogger("callway.media.relay")
+
+_BATCH = 32
+_MAX_DATAGRAM = 2048  # RTP over UDP stays under the path MTU
+_HOLD_ADDRESSES = frozenset({"0.0.0.0", "::"})
+
+TimeoutHandler = Callable[["RelaySession", str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class LegStats:
+    """Counters of one leg: ``*_in`` arrived from its phone, ``*_out`` were sent to it."""
+
+    packets_in: int
+    bytes_in: int
+    packets_out: int
+    bytes_out: int
+    rtcp_packets_in: int
+    rtcp_packets_out: int
+    dropped: int  # refused by latching (stray or hijacking sources)
+    send_errors: int
+    last_packet_at: float | None  # clock time of the last accepted RTP packet
+    remote_rtp: SocketAddress | None
+    remote_rtcp: SocketAddress | None
+    latched: bool
+
+
+class _Endpoint:
+    """One relay socket with its latch and counters."""
+
+    __slots__ = (
+        "bytes_in",
+        "bytes_out",
+        "dropped",
+        "heard",
+        "latch",
+        "packets_in",
+        "packets_out",
+        "send_errors",
+        "sock",
+    )
+
+    def __init__(self, sock: socket.socket, latch: Latch) -> None:
+        self.sock = sock
+        self.latch = latch
+        self.packets_in = self.bytes_in = self.packets_out = self.bytes_out = 0
+        self.dropped = self.send_errors = 0
+        self.heard = False
+
+
+def _normalise(address: tuple[str, int] | None, family: int) -> SocketAddress | None:
+    if address is None or address[0] in _HOLD_ADDRESSES:
+        return None
+    if family == socket.AF_INET6:
+        return (address[0], address[1], 0, 0)  # the shape recvfrom reports on IPv6
+    return (address[0], address[1])
+
+
+class RelayLeg:
+    """One side of a relayed call: its PBX ports and where its phone is."""
+
+    def __init__(self, name: str, pair: PortPair, clock: Callable[[], float], **latch: Any) -> None:
+        self.name = name
+        self.pair = pair
+        self._clock = clock
+        self.rtp = _Endpoint(pair.rtp, Latch(**latch))
+        self.rtcp = _Endpoint(pair.rtcp, Latch(**latch))
+        self._family = pair.rtp.family
+        now = clock()
+        self.rtp.latch.reset(None, now)
+        self.rtcp.latch.reset(None, now)
+
+    @property
+    def local_host(self) -> str:
+        """The address the leg's sockets are bound to."""
+        return self.pair.host
+
+    @property
+    def local_port(self) -> int:
+        """The PBX's RTP port for this leg (goes into the SDP sent to its phone)."""
+        return self.pair.rtp_port
+
+    @property
+    def local_rtcp_port(self) -> int:
+        """The PBX's RTCP port for this leg."""
+        return self.pair.rtcp_port
+
+    @property
+    def remote_rtp(self) -> SocketAddress | None:
+        """Where this leg's RTP is sent now (signalled or latched)."""
+        return self.rtp.latch.remote
+
+    def set_remote(self, rtp: tuple[str, int] | None, rtcp: tuple[str, int] | None = None) -> None:
+        """Take the phone's address from its SDP and learn again (setup, re-INVITE).
+
+        RTCP defaults to the RTP port plus one (RFC 3550 §11); a hold address
+        (``0.0.0.0``, RFC 3264 §8.4) means nothing is sent until it latches.
+        """
+        if rtcp is None and rtp is not None:
+            rtcp = (rtp[0], rtp[1] + 1)
+        now = self._clock()
+        self.rtp.latch.reset(_normalise(rtp, self._family), now)
+        self.rtcp.latch.reset(_normalise(rtcp, self._family), now)
+
+    def relatch(self) -> None:
+        """Learn the source again, keeping the signalled addresses."""
+        now = self._clock()
+        self.rtp.latch.relatch(now)
+        self.rtcp.latch.relatch(now)
+
+    def stats(self) -> LegStats:
+        """A snapshot of the leg's counters."""
+        rtp, rtcp = self.rtp, self.rtcp
+        return LegStats(
+            packets_in=rtp.packets_in,
+            bytes_in=rtp.bytes_in,
+            packets_out=rtp.packets_out,
+            bytes_out=rtp.bytes_out,
+            rtcp_packets_in=rtcp.packets_in,
+            rtcp_packets_out=rtcp.packets_out,
+            dropped=rtp.dropped + rtcp.dropped,
+            send_errors=rtp.send_errors + rtcp.send_errors,
+            last_packet_at=rtp.latch.last_heard if rtp.heard else None,
+            remote_rtp=rtp.latch.remote,
+            remote_rtcp=rtcp.latch.remote,
+            latched=rtp.latch.latched,
+        )
+
+    def _follow_rtp(self) -> None:
+        """Point unlatched RTCP at the latched RTP source's port + 1, as Asterisk does."""
+        remote = self.rtp.latch.remote
+        if remote is not None and not self.rtcp.latch.latched:
+            self.rtcp.latch.remote = (remote[0], remote[1] + 1, *remote[2:])
+
+
+class RelaySession:
+    """Relays one call's RTP and RTCP between legs ``a`` and ``b``.
+
+    ``symmetric`` latches to the first source heard (Asterisk
+    ``rtp_symmetric``); otherwise a new source is learned only within
+    ``latch_window`` seconds of setup or of :meth:`RelayLeg.relatch`, or after
+    the current one has been silent for ``latch_timeout``.  ``on_timeout(session,
+    leg_name)`` fires once when a leg sent no RTP for ``rtp_timeout`` seconds
+    (Asterisk ``rtp_timeout``; 0 disables).
+    """
+
+    def __init__(
+        self,
+        pool: PortPool,
+        *,
+        host: str | None = None,
+        symmetric: bool = False,
+        latch_window: float = 2.0,
+        latch_timeout: float = 3.0,
+        rtp_timeout: float = 0.0,
+        on_timeout: TimeoutHandler | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        latch = {"symmetric": symmetric, "window": latch_window, "timeout": latch_timeout}
+        first = pool.allocate(host)
+        try:
+            second = pool.allocate(host)
+        except BaseException:
+            first.close()
+            raise
+        self.a = RelayLeg("a", first, clock, **latch)
+        self.b = RelayLeg("b", second, clock, **latch)
+        self.rtp_timeout = rtp_timeout
+        self.on_timeout = on_timeout
+        self._clock = clock
+        self._transcoders: list[Transcoder | None] = [None, None]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timed_out = {"a": False, "b": False}
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+        return self._closed
+
+    def leg(self, name: str) -> RelayLeg:
+        """Leg ``"a"`` or ``"b"``."""
+        if name not in ("a", "b"):
+            raise ValueError(f"no leg {name!r}")
+        return self.a if name == "a" else self.b
+
+    def set_transcoding(
+        self, a_to_b: Transcoder | None = None, b_to_a: Transcoder | None = None
+    ) -> None:
+        """Rewrite packets per direction (None: relay unchanged)."""
+        self._transcoders = [a_to_b, b_to_a]
+        if self._loop is not None:
+            self._register(self._loop)
+
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Start relaying on ``loop`` (default: the running loop)."""
+        if self._closed:
+            raise RuntimeError("relay session is closed")
+        loop = loop or asyncio.get_running_loop()
+        self._loop = loop
+        self._register(loop)
+        self._schedule_check()
+
+    def close(self) -> None:
+        """Stop relaying and return both port pairs to the pool (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for leg in (self.a, self.b):
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(leg.rtp.sock.fileno())
+                self._loop.remove_reader(leg.rtcp.sock.fileno())
+            leg.pair.close()
+        self._loop = None
+
+    def __enter__(self) -> RelaySession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _register(self, loop: asyncio.AbstractEventLoop) -> None:
+        a, b = self.a, self.b
+        a_to_b, b_to_a = self._transcoders
+        loop.add_reader(a.rtp.sock.fileno(), self._pump, a, a.rtp, b.rtp, a_to_b)
+        loop.add_reader(b.rtp.sock.fileno(), self._pump, b, b.rtp, a.rtp, b_to_a)
+        loop.add_reader(a.rtcp.sock.fileno(), self._pump, None, a.rtcp, b.rtcp, None)
+        loop.add_reader(b.rtcp.sock.fileno(), self._pump, None, b.rtcp, a.rtcp, None)
+
+    def _pump(
+        self,
+        leg: RelayLeg | None,
+        src: _Endpoint,
+        dst: _Endpoint,
+        transcoder: Transcoder | None,
+    ) -> None:
+        """Drain ``src`` and forward to ``dst``'s remote: the per-packet hot path."""
+        recvfrom = src.sock.recvfrom
+        sendto = dst.sock.sendto
+        latch = src.latch
+        now = self._clock()
+        accepted = received_bytes = sent = sent_bytes = 0
+        for _ in range(_BATCH):
+            try:
+                data, source = recvfrom(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # e.g. an ICMP error queued on the socket
+                log.debug("relay receive error: %s", exc)
+                continue
+            if (source != latch.remote or not latch.latched) and not self._admit(
+                leg, latch, source, now
+            ):
+                src.dropped += 1
+                continue
+            accepted += 1
+            received_bytes += len(data)
+            target = dst.latch.remote
+            if target is None:
+                continue
+            out = data if transcoder is None else transcoder.apply(data)
+            try:
+                sendto(out, target)
+            except OSError:
+                dst.send_errors += 1
+                continue
+            sent += 1
+            sent_bytes += len(out)
+        if accepted:
+            latch.last_heard = now
+            src.heard = True
+            src.packets_in += accepted
+            src.bytes_in += received_bytes
+            dst.packets_out += sent
+            dst.bytes_out += sent_bytes
+
+    @staticmethod
+    def _admit(leg: RelayLeg | None, latch: Latch, source: SocketAddress, now: float) -> bool:
+        moved = source != latch.remote
+        if not latch.accept(source, now):
+            return False
+        if moved:
+            log.info("media latched to %s:%s", source[0], source[1])
+            if leg is not None:
+                leg._follow_rtp()
+        return True
+
+    def _schedule_check(self) -> None:
+        if self.rtp_timeout > 0 and self._loop is not None and not self._closed:
+            interval = min(max(self.rtp_timeout / 4, 0.05), 1.0)
+            self._timer = self._loop.call_later(interval, self._check_timeouts)
+
+    def _check_timeouts(self) -> None:
+        now = self._clock()
+        for leg in (self.a, self.b):
+            silent = now - leg.rtp.latch.last_heard >= self.rtp_timeout
+            if silent and not self._timed_out[leg.name] and self.on_timeout is not None:
+                log.info("no RTP on leg %s for %.1f s", leg.name, self.rtp_timeout)
+                try:
+                    self.on_timeout(self, leg.name)
+                except Exception:
+                    log.exception("on_timeout handler failed")
+            self._timed_out[leg.name] = silent
+        self._schedule_check()
