@@ -252,9 +252,7 @@ def start_pbx(work: Path, users: int, auth: bool, profile: Path | None = None) -
     argv = [str(python)]
     if profile is not None:
         argv += ["-m", "cProfile", "-o", str(profile)]
-        argv += ["-c", "import sys; from callway.cli.main import main; sys.exit(main())"]
-    else:
-        argv += ["-m", "callway"]
+    argv += ["-m", "callway"]
     argv += ["pbx", "-c", str(conf)]
     proc = PROCS.start(argv, stdout=subprocess.DEVNULL, stderr=log.open("wb"), cwd=str(REPO))
     deadline = time.monotonic() + 120.0  # 10000 endpoints take a moment to load
@@ -321,14 +319,22 @@ class Step:
 
     @property
     def reached(self) -> bool:
-        """Did sipp keep the rate (all calls created, not much slower than planned)?"""
-        return not self.killed and self.created >= self.calls and (
-            self.wall <= 1.25 * self.calls / self.rate + 0.75
+        """Did sipp keep the rate (all calls done, at most 10% + 0.5 s longer than planned)?"""
+        return (
+            not self.killed
+            and self.created >= self.calls
+            and self.wall <= 1.1 * self.calls / self.rate + 0.5
         )
 
     @property
     def clean(self) -> bool:
-        return self.failed == 0 and self.ok == self.calls and self.reached
+        """Zero failures at the rate, and not overloaded (retransmissions <= 5% of calls)."""
+        return (
+            self.failed == 0
+            and self.ok == self.calls
+            and self.reached
+            and self.retrans <= 0.05 * self.calls
+        )
 
     @property
     def cpu_per_1000(self) -> float:
@@ -347,25 +353,34 @@ def _parse_stat(path: Path) -> dict[str, str]:
     return dict(zip(rows[0], rows[-1], strict=False))
 
 
+_ENTRY = re.compile(r"\d{4}-\d{2}-\d{2}\t[\d:.]+\t[\d.]+: ")
+_STATUS = re.compile(r"received '(SIP/2\.0 \d{3}[^\r\n']*)")
+
+
 def _classify_errors(path: Path, limit_bytes: int = 20_000_000) -> Counter[str]:
-    """Count what went wrong, from sipp's -trace_err log."""
+    """Count what went wrong, from sipp's -trace_err log (entries are not newline-separated)."""
     counts: Counter[str] = Counter()
     if not path.exists():
         return counts
     text = path.read_bytes()[:limit_bytes].decode(errors="replace")
-    for line in text.splitlines():
-        if "Aborting call on unexpected message" in line:
-            m = re.search(r"received '(SIP/2\.0 \d{3}[^']*)", line)
-            counts[f"unexpected {m.group(1).strip() if m else '?'}"] += 1
-        elif "Max retransmission" in line or "max retransmission" in line:
-            counts["max UDP retransmissions (no answer)"] += 1
-        elif "timeout" in line.lower() and "call" in line.lower():
-            counts["recv timeout (no answer)"] += 1
-        elif "Dead call" in line:
-            m = re.search(r"received '(SIP/2\.0 \d{3}[^']*)", line)
-            counts[f"dead call got {m.group(1).strip() if m else '?'}"] += 1
-        elif "Discarding message which can't be mapped" in line:
-            counts["out-of-call message"] += 1
+    for entry in _ENTRY.split(text):
+        if not entry.strip() or entry.startswith("The following events"):
+            continue
+        status = _STATUS.search(entry) or re.search(r"^(SIP/2\.0 \d{3}[^\r\n]*)", entry, re.M)
+        got = status.group(1).strip() if status else "?"
+        if "Aborting call on unexpected message" in entry:
+            counts[f"aborted: unexpected {got}"] += 1
+        elif "receive timeout" in entry:
+            m = re.search(r"on message (\S+)", entry)
+            counts[f"FAILED: no answer within 4 s to message {m.group(1) if m else '?'}"] += 1
+        elif "retransmission" in entry.lower():
+            counts["FAILED: max UDP retransmissions"] += 1
+        elif "Dead call" in entry:
+            counts[f"late {got} to a retransmission (call already done)"] += 1
+        elif "Discarding message which can't be mapped" in entry:
+            counts[f"late {got} for an unknown call"] += 1
+        else:
+            counts[entry.strip()[:80]] += 1
     return counts
 
 
@@ -378,7 +393,7 @@ def run_sipp(server: Server, users_csv: Path, rate: int, calls: int, work: Path)
         shutil.which("sipp") or "/usr/bin/sipp", "-nostdin",
         "-sf", str(server.scenario), "-inf", str(users_csv),
         "-i", HOST, "-p", str(free_udp_port()), "-t", "u1",
-        "-r", str(rate), "-rp", "1000", "-m", str(calls), "-l", str(max(200, rate)),
+        "-r", str(rate), "-rp", "1000", "-m", str(calls), "-l", str(min(max(200, rate), 15000)),
         "-recv_timeout", "4000", "-max_recv_loops", "5000", "-max_sched_loops", "5000",
         "-default_behaviors", "all,-bye",
         "-trace_err", "-max_log_size", "20000000",
@@ -389,7 +404,10 @@ def run_sipp(server: Server, users_csv: Path, rate: int, calls: int, work: Path)
     cpu0, sys0, rcv0 = group_cpu(pgid), all_cpu(), udp_rcvbuf_errors()
     t0 = time.monotonic()
     proc = subprocess.Popen(
-        argv, cwd=step_dir, stdout=subprocess.DEVNULL, stderr=(step_dir / "sipp.stderr").open("wb"),
+        argv,
+        cwd=step_dir,
+        stdout=subprocess.DEVNULL,
+        stderr=(step_dir / "sipp.stderr").open("wb"),
         start_new_session=True,
     )
     PROCS.items.append(proc)
@@ -458,7 +476,14 @@ def _fmt_errors(step: Step) -> str:
 
 
 def print_step(name: str, step: Step) -> None:
-    verdict = "ok" if step.clean else ("RATE NOT REACHED" if step.failed == 0 else "FAILURES")
+    if step.clean:
+        verdict = "ok"
+    elif step.failed or step.ok < step.calls:
+        verdict = "FAILURES"
+    elif not step.reached:
+        verdict = "RATE NOT REACHED"
+    else:
+        verdict = "OVERLOADED (retransmissions > 5%)"
     ratio = step.server_cpu / step.sipp_cpu if step.sipp_cpu else float("nan")
     sys_ratio = step.system_cpu / step.sipp_cpu if step.sipp_cpu else float("nan")
     print(
@@ -523,53 +548,52 @@ def server_log_problems(server: Server) -> list[str]:
 # --------------------------------------------------------------- main
 
 
+def _ratio(step: Step) -> float:
+    return step.server_cpu / step.sipp_cpu if step.sipp_cpu else float("nan")
+
+
 def summary(results: list[Result]) -> None:
     kam = next((r for r in results if r.name == "kamailio"), None)
-    common = None
-    bests = [r.best for r in results]
-    if all(b is not None for b in bests):
-        candidates = set.intersection(*({s.rate for s in r.steps if s.clean} for r in results))
-        common = max(candidates) if candidates else None
     print()
-    print("REGISTER over UDP, sipp 3.6.1, 127.0.0.1 (CPU = server process group utime+stime)")
-    head = (
-        f"{'server':13} {'max rate 0 fail':>15} {'CPU-s/1000 @max':>15} {'srv/sipp @max':>13}"
+    print("REGISTER over UDP, sipp 3.6.1, 127.0.0.1; CPU = server's process group utime+stime;")
+    print("'@same' = the highest rate at which both this server and Kamailio passed")
+    print(
+        f"{'server':13} {'max rate':>9} {'CPU-s/1000':>10} {'srv/sipp':>8} |"
+        f" {'@same':>7} {'CPU-s/1000':>10} {'Kam.':>6} {'x Kam.':>6}"
+        f" {'srv/sipp':>8} {'Kam.':>5} {'x Kam.':>6}"
     )
-    if common:
-        head += f" {f'CPU-s/1000 @{common}/s':>20} {'srv/sipp':>8} {'x Kamailio':>10}"
-    print(head)
-    kam_common = kam.at(common) if kam and common else None
+    verdicts = []
     for result in results:
         best = result.best
         if best is None:
-            print(f"{result.name:13} {'none':>15}")
+            print(f"{result.name:13} {'none':>9}")
             continue
-        ratio = best.server_cpu / best.sipp_cpu if best.sipp_cpu else float("nan")
-        line = f"{result.name:13} {best.rate:>13}/s {best.cpu_per_1000:>15.3f} {ratio:>13.2f}"
-        at = result.at(common) if common else None
-        if at is not None:
-            r2 = at.server_cpu / at.sipp_cpu if at.sipp_cpu else float("nan")
-            xk = at.cpu_per_1000 / kam_common.cpu_per_1000 if kam_common else float("nan")
-            line += f" {at.cpu_per_1000:>20.3f} {r2:>8.2f} {xk:>9.1f}x"
-        print(line)
-    if kam_common and common:
-        cw = next((r.at(common) for r in results if r.name == "callway"), None)
-        if cw is not None:
-            x = cw.cpu_per_1000 / kam_common.cpu_per_1000
-            verdict = "MET" if x <= 5 else "NOT met"
-            print(
-                f"target callway (no auth) <= 5x Kamailio CPU per registration: {x:.1f}x {verdict}"
-            )
-        # sipp-normalised view, steadier on a shared machine
-        kr = kam_common.server_cpu / kam_common.sipp_cpu
-        for result in results:
-            at = result.at(common)
-            if at is not None and result.name != "kamailio":
-                rr = at.server_cpu / at.sipp_cpu
-                print(
-                    f"  {result.name}: (server/sipp) / Kamailio's (server/sipp) at {common}/s"
-                    f" = {rr / kr:.1f}x"
+        line = (
+            f"{result.name:13} {best.rate:>7}/s {best.cpu_per_1000:>10.3f} {_ratio(best):>8.2f} |"
+        )
+        if kam is not None and result is not kam:
+            same = {s.rate for s in result.steps if s.clean} & {
+                s.rate for s in kam.steps if s.clean
+            }
+            if same:
+                rate = max(same)
+                mine, theirs = result.at(rate), kam.at(rate)
+                assert mine is not None and theirs is not None
+                x_cpu = mine.cpu_per_1000 / theirs.cpu_per_1000
+                x_sipp = _ratio(mine) / _ratio(theirs)
+                line += (
+                    f" {rate:>5}/s {mine.cpu_per_1000:>10.3f} {theirs.cpu_per_1000:>6.3f}"
+                    f" {x_cpu:>5.1f}x {_ratio(mine):>8.2f} {_ratio(theirs):>5.2f} {x_sipp:>5.1f}x"
                 )
+                if result.name == "callway":
+                    ok = "MET" if x_cpu <= 5 else "NOT met"
+                    verdicts.append(
+                        f"target: callway without auth <= 5x Kamailio's CPU per registration:"
+                        f" {x_cpu:.1f}x at {rate}/s (sipp-normalised {x_sipp:.1f}x): {ok}"
+                    )
+        print(line)
+    for verdict in verdicts:
+        print(verdict)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -579,16 +603,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", help="comma-separated rates per second to step through")
     parser.add_argument("--seconds", type=float, help="length of each step at its rate")
     parser.add_argument("--kamailio-children", type=int, default=4)
-    parser.add_argument(
-        "--only", help="comma-separated subset of kamailio,callway,callway-auth"
-    )
+    parser.add_argument("--only", help="comma-separated subset of kamailio,callway,callway-auth")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
-        "--profile", metavar="FILE", help="run the no-auth PBX under cProfile, dump to FILE"
+        "--profile", metavar="PREFIX", help="run the PBXs under cProfile: PREFIX-callway*.prof"
     )
     args = parser.parse_args(argv)
-    rates = [int(r) for r in args.rates.split(",")] if args.rates else (
-        QUICK_RATES if args.quick else FULL_RATES
+    rates = (
+        [int(r) for r in args.rates.split(",")]
+        if args.rates
+        else (QUICK_RATES if args.quick else FULL_RATES)
     )
     seconds = args.seconds or (1.5 if args.quick else 3.0)
     bisect = 0 if args.quick else 2
@@ -618,8 +642,9 @@ def main(argv: list[str] | None = None) -> int:
             if name == "kamailio":
                 server = start_kamailio(work, args.kamailio_children)
             else:
-                profiled = args.profile and name == "callway"
-                profile = Path(args.profile).resolve() if profiled else None
+                profile = None
+                if args.profile:
+                    profile = Path(f"{args.profile}-{name}.prof").resolve()
                 server = start_pbx(work, args.users, name == "callway-auth", profile)
             print(f"{name}: ready on {HOST}:{server.port} in {time.monotonic() - t0:.1f} s",
                   flush=True)  # fmt: skip

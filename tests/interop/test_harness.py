@@ -103,7 +103,7 @@ def test_baresip_starts_and_answers_ctrl_tcp(tmp_path: Path) -> None:
         assert "sip:8005@127.0.0.1" in phone.reginfo()
         assert not phone.is_registered()
     finally:
-        assert phone.stop() is not None
+        assert phone.stop(timeout=2.0) is not None
     assert phone.proc is not None and phone.proc.poll() is not None
 
 

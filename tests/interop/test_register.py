@@ -27,12 +27,6 @@ from tests.interop.conftest import BaresipFactory
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 
 
-@pytest.fixture(autouse=True)
-def _sipp_required() -> None:
-    # every test here drives or checks the PBX with sipp at some point
-    require_binary("sipp")
-
-
 def sipp_register(
     pbx: PbxProcess,
     user: str,
@@ -43,6 +37,7 @@ def sipp_register(
     transport: str = "u1",
     local_port: int | None = None,
 ) -> SippResult:
+    require_binary("sipp")
     return run_sipp(
         scenario,
         f"127.0.0.1:{pbx.sip_port}",
@@ -120,6 +115,7 @@ def test_sipp_registers_over_tcp(pbx: PbxProcess, tmp_path: Path) -> None:
 
 
 def test_sipp_options_answered_200(pbx: PbxProcess, tmp_path: Path) -> None:
+    require_binary("sipp")
     result = run_sipp(
         "options.xml",
         f"127.0.0.1:{pbx.sip_port}",

@@ -17,10 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from callway import __version__
+from callway.app.b2bua.manager import CallManager
+from callway.app.b2bua.service import CallService
+from callway.app.pbx_tu import PbxTransactionUser
+from callway.config.defaults import DEMO_EXTENSIONS_CONF
 from callway.config.errors import ConfigError
+from callway.config.extensions import load_extensions, parse_extensions
 from callway.config.pjsip import load_pjsip, parse_pjsip
+from callway.config.toml import CallwaySettings, load_settings
+from callway.media.ports import PortPool
 from callway.pbx.auth import Authenticator
 from callway.pbx.core import PbxCore
+from callway.pbx.dialplan import validate_dialplan
+from callway.pbx.dialplan_model import Dialplan
 from callway.pbx.location import Location
 from callway.pbx.model import PjsipConfig
 from callway.pbx.registrar import Registrar
@@ -39,6 +48,7 @@ class PbxSettings:
     config_dir: Path | None
     state_dir: Path
     pjsip_text: str | None = None  # built-in config (the demo) instead of DIR/pjsip.conf
+    extensions_text: str | None = None  # built-in dialplan (the demo)
 
 
 def load_config(settings: PbxSettings) -> PjsipConfig:
@@ -56,12 +66,40 @@ def load_config(settings: PbxSettings) -> PjsipConfig:
     return config
 
 
+def load_dialplan(settings: PbxSettings) -> Dialplan:
+    """Read extensions.conf (the demo's built-in one when there is no file)."""
+    if settings.extensions_text is not None or settings.config_dir is None:
+        text = settings.extensions_text or DEMO_EXTENSIONS_CONF
+        dialplan = parse_extensions(text, "extensions.conf (built-in demo)")
+    else:
+        path = settings.config_dir / "extensions.conf"
+        if not path.is_file():
+            log.warning("%s not found: no calls can be placed", path)
+            return parse_extensions("", str(path))
+        dialplan = load_extensions(path)
+    for warning in dialplan.warnings:
+        log.warning("%s", warning)
+    problems = validate_dialplan(dialplan)
+    if problems:
+        first = problems[0]
+        raise ConfigError(first.filename, first.line, first.problem)
+    return dialplan
+
+
+def load_toml(settings: PbxSettings) -> CallwaySettings:
+    """callway.toml beside the other files (all defaults when absent)."""
+    path = settings.config_dir / "callway.toml" if settings.config_dir else None
+    return load_settings(path if path is not None and path.is_file() else None)
+
+
 class PbxApp:
     """A running PBX node."""
 
     def __init__(self, settings: PbxSettings) -> None:
         self.settings = settings
         self.config = load_config(settings)
+        self.dialplan = load_dialplan(settings)
+        self.options = load_toml(settings)
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = SqliteLocationStore(settings.state_dir / "callway.sqlite")
         self.location = Location(self.store)
@@ -71,10 +109,22 @@ class PbxApp:
         self.auth = Authenticator(self.config)
         self.registrar = Registrar(self.config, self.location, self.auth)
         self.stack = SipStack()
-        self.core = PbxCore(
-            self.registrar, self.stack.send_response, user_agent=f"callway {__version__}"
+        user_agent = f"callway {__version__}"
+        self.core = PbxCore(self.registrar, self.stack.send_response, user_agent=user_agent)
+        self.manager = CallManager(self.stack, user_agent=user_agent)
+        rtp = self.options.rtp
+        self.pool = PortPool(rtp.bind, rtp.start, rtp.end)
+        self.calls = CallService(
+            config=self.config,
+            dialplan=self.dialplan,
+            location=self.location,
+            auth=self.auth,
+            manager=self.manager,
+            pool=self.pool,
         )
-        self.stack.tu = self.core
+        self.stack.tu = PbxTransactionUser(
+            self.core, self.calls, self.manager, self.stack.transactions
+        )
         self._tick_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
 
@@ -111,12 +161,15 @@ class PbxApp:
         """Re-read the config; keep the old one if the new one is broken."""
         try:
             config = load_config(self.settings)
+            dialplan = load_dialplan(self.settings)
         except ConfigError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return False
         self.config = config
         self.auth.config = config
         self.registrar.config = config
+        self.calls.config = config
+        self.calls.dialplan = dialplan
         log.info("configuration reloaded")
         return True
 

@@ -47,10 +47,9 @@ class PbxCore:
 
     def handle_request(self, request: Request, source: Address, now: float) -> Response | None:
         """The response to a request outside any dialog we know of."""
-        try:
-            validate_request(request, supported=SUPPORTED_TAGS, accept=ACCEPT_TYPES)
-        except ParseError as exc:
-            return make_response(request, exc.status_hint or 400, _reason(exc))
+        rejection = validation_response(request)
+        if rejection is not True:
+            return rejection or None
         method = request.method
         try:
             if method == "REGISTER":
@@ -77,6 +76,20 @@ class PbxCore:
         response.add("Supported", SUPPORTED)
         response.add("Accept-Language", "en")
         return response
+
+
+def validation_response(request: Request) -> Response | bool:
+    """Check a request (RFC 3261 §8.2): True if fine, False to drop it, else the rejection."""
+    try:
+        validate_request(request, supported=SUPPORTED_TAGS, accept=ACCEPT_TYPES)
+    except ParseError as exc:
+        if exc.status_hint is None:
+            return False
+        response = make_response(request, exc.status_hint, _reason(exc))
+        for name, value in exc.headers:
+            response.add(name, value)
+        return response
+    return True
 
 
 def _reason(exc: ParseError) -> str | None:

@@ -97,15 +97,26 @@ class Message:
         self._changed()
 
     def prepend(self, name: str, value: object) -> None:
-        """Insert a line before the first line of the same name (Via, Record-Route)."""
+        """Insert a line before the first line of the same name (Via, Record-Route).
+
+        A parsed message keeps its wire bytes: the new line is spliced into
+        them, so a proxy adding its Via does not re-serialise the rest
+        (DESIGN.md principle 5).
+        """
         key = header_key(name)
+        text = str(value)
         for i, (k, _) in enumerate(self.headers):
             if k == key:
-                self.headers.insert(i, [key, str(value)])
+                self.headers.insert(i, [key, text])
                 break
         else:
-            self.headers.insert(0, [key, str(value)])
+            self.headers.insert(0, [key, text])
+        raw = self._raw
         self._changed()
+        if raw is not None:
+            cut = _raw_line_offset(raw, key)
+            line = f"{canonical_name(key)}: {text}\r\n".encode("utf-8", "surrogateescape")
+            self._raw = raw[:cut] + line + raw[cut:]
 
     def remove(self, name: str) -> int:
         """Remove every line of ``name``; return how many were removed."""
@@ -349,8 +360,23 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     return message
 
 
+def _raw_line_offset(raw: bytes, key: str) -> int:
+    """Byte offset of the first header line named ``key`` in ``raw``, else of the first line."""
+    first = raw.find(b"\r\n") + 2
+    end = raw.find(b"\r\n\r\n", first - 2) + 2
+    pos = first
+    while pos < end:
+        stop = raw.find(b"\r\n", pos)
+        name, colon, _ = raw[pos:stop].partition(b":")
+        continued = name[:1] in (b" ", b"\t")
+        if colon and not continued and header_key(name.decode("latin-1")) == key:
+            return pos
+        pos = stop + 2
+    return first
+
+
 def _content_length(headers: list[list[str]]) -> str | None:
-    """The Content-Length value; conflicting values are a framing error (RFC 4475 §3.3.10)."""
+    """The Content-Length value; conflicting values are a framing error (RFC 4475 §3.3.9)."""
     values = [v for k, v in headers if k == "content-length"]
     if not values:
         return None

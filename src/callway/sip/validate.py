@@ -10,7 +10,7 @@ fields that response must carry (``Unsupported``, ``Accept``).  A request
 that may not be answered (ACK, RFC 3261 §17) gets ``status_hint=None``.
 
 :func:`validate_response` does the same for responses; every failure there
-means "drop silently" (RFC 3261 §8.1.3.3, §16.7, RFC 4475 §3.1.2.5, §3.3.11).
+means "drop silently" (RFC 3261 §8.1.3.3, §16.7, RFC 4475 §3.1.2.5, §3.3.10).
 
 The verdicts follow the expectations stated in RFC 4475 §3 and RFC 5118 §4
 section by section; the tests replay the RFCs' own messages.
@@ -50,7 +50,7 @@ MAX_DELTA_SECONDS = 2**32 - 1
 _MAX_CONTENT_LENGTH = 2**31 - 1
 
 # Headers whose grammar allows one value only (RFC 3261 §20, §7.3.1): several
-# lines with differing values make the request ambiguous (RFC 4475 §3.3.9).
+# lines with differing values make the request ambiguous (RFC 4475 §3.3.8).
 SINGLE_INSTANCE_HEADERS = frozenset(
     {
         "to", "from", "call-id", "cseq", "max-forwards", "content-length", "content-type",
@@ -91,7 +91,7 @@ def validate_request(
 
     ``supported``: option tags this element implements; an unknown tag in
     Require (as a UAS, §8.2.2.3) or Proxy-Require (when ``forwarding``, §16.3
-    step 5) gives 420 with an ``Unsupported`` header (RFC 4475 §3.3.7).
+    step 5) gives 420 with an ``Unsupported`` header (RFC 4475 §3.3.5).
 
     ``accept``: media types this UAS understands in a body (``type/subtype``,
     ``type/*`` or ``*/*``); another Content-Type gives 415 with ``Accept``
@@ -228,7 +228,7 @@ def validate_response(response: Response, *, forwarding: bool = False) -> None:
     Checks the mandatory headers and scalar fields (RFC 4475 §3.1.2.5).  A UAC
     (``forwarding=False``) drops a response with more than one Via (§8.1.3.3);
     a proxy about to forward it (``forwarding=True``, §16.7 step 3) drops it
-    when the next Via sends it to a broadcast address (RFC 4475 §3.3.11).
+    when the next Via sends it to a broadcast address (RFC 4475 §3.3.10).
     """
     try:
         _check_common(response)
@@ -276,7 +276,7 @@ def _check_mandatory(message: Message) -> None:
 
 
 def _check_single_instances(message: Message) -> None:
-    """Several lines of a single-value header with differing values (RFC 4475 §3.3.9)."""
+    """Several lines of a single-value header with differing values (RFC 4475 §3.3.8)."""
     seen: dict[str, str] = {}
     for key, value in message.headers:
         if key not in SINGLE_INSTANCE_HEADERS:

@@ -54,7 +54,8 @@ def test_alaw_reference_decodes(code: int, value: int) -> None:
 
 def test_encode_reference_values() -> None:
     assert g711.ulaw_encode_sample(0) == 0xFF
-    assert g711.ulaw_encode_sample(-1) == 0x7F
+    assert g711.ulaw_encode_sample(-1) == 0x7E  # floors to -1 at 14 bits, decodes to -8
+    assert g711.ulaw_encode_sample(3) == 0xFF
     assert g711.ulaw_encode_sample(32767) == 0x80
     assert g711.ulaw_encode_sample(-32768) == 0x00
     assert g711.alaw_encode_sample(0) == 0xD5

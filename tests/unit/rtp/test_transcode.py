@@ -63,7 +63,7 @@ def test_renumber_only() -> None:
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="no G.711 transcoding"):
+    with pytest.raises(ValueError, match=r"no G\.711 transcoding"):
         g711_transcoder("ulaw", "ulaw")
     with pytest.raises(ValueError, match="256 bytes"):
         Transcoder(codec_pt=0, table=b"\x00")

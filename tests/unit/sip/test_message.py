@@ -267,6 +267,26 @@ def test_prepend_via_and_serialize_round_trip() -> None:
     assert again.get("max-forwards") == "70"
 
 
+def test_prepend_splices_into_the_wire_bytes() -> None:
+    data = b"\r\n" + INVITE.replace(b"Via:", b"v :", 1)
+    msg = parse_request(data)
+    msg.prepend("Via", "SIP/2.0/UDP proxy;branch=z9hG4bKp")
+    line = b"Via: SIP/2.0/UDP proxy;branch=z9hG4bKp\r\n"
+    assert msg.to_bytes() == data[2:].replace(b"v :", line + b"v :", 1)
+    msg.prepend("Record-Route", "<sip:proxy;lr>")
+    assert msg.to_bytes().startswith(
+        INVITE.split(b"\r\n")[0] + b"\r\nRecord-Route: <sip:proxy;lr>\r\n"
+    )
+    again = parse_request(msg.to_bytes())
+    assert again.headers == parse_request(msg.serialize()).headers
+
+
+def test_prepend_into_a_message_without_headers() -> None:
+    msg = parse_request(b"OPTIONS sip:a@b SIP/2.0\r\n\r\n")
+    msg.prepend("Via", "SIP/2.0/UDP h")
+    assert msg.to_bytes() == b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n"
+
+
 def test_set_replaces_every_line_in_place() -> None:
     msg = parse_request(build("X-A: 1", "Route: <sip:x>", "X-B: 2", "Route: <sip:y>"))
     msg.set("route", "<sip:z;lr>")

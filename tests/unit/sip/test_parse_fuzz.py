@@ -86,6 +86,12 @@ def _exercise_message(message: Message, stream: bool) -> None:
             _swallow(lambda f=forwarding: validate_response(message, forwarding=f))
     _swallow(lambda: parse_message(message.serialize(), stream=stream))
     assert message.to_bytes()
+    # A proxy adds its Via to whatever parsed: the spliced bytes must parse again.
+    count = len(message.headers)
+    message.prepend("Via", "SIP/2.0/UDP 192.0.2.254;branch=z9hG4bKfuzz")
+    again = parse_message(message.to_bytes(), stream=stream)
+    assert len(again.headers) == count + 1
+    assert again.get("via") == "SIP/2.0/UDP 192.0.2.254;branch=z9hG4bKfuzz"
 
 
 def _exercise_request(request: Request) -> None:

@@ -270,7 +270,7 @@ class DialplanRunner:
         context = target.context or scope.context
         exten = target.exten or scope.exten
         text = target.priority
-        if text[:1] in "+-" and text[1:].isdigit():
+        if text[:1] in ("+", "-") and text[1:].isdigit():
             number = scope.priority + int(text)
         elif text.isdigit():
             number = int(text)

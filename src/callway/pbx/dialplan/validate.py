@@ -103,8 +103,8 @@ def _check_target(site: _Site, part: str) -> Iterator[DialplanProblem]:
         return  # built from variables: checked when dialed
     try:
         target = DialTarget.parse(part if "$" not in part else literal + "x")
-    except DialStringError as exc:
-        yield site.problem(str(exc))
+    except DialStringError:
+        yield site.problem(f"bad dial target '{part.strip()}' (expected Tech/resource)")
         return
     if target.tech.upper() not in site.technologies:
         known = ", ".join(sorted(site.technologies))
@@ -128,7 +128,7 @@ def _check_destination(site: _Site, target: GotoTarget) -> Iterator[DialplanProb
         yield site.problem(f"destination context '{context}' does not exist")
         return
     label = target.priority
-    if label.isdigit() or (label[:1] in "+-" and label[1:].isdigit()):
+    if label.isdigit() or (label[:1] in ("+", "-") and label[1:].isdigit()):
         return
     if target.exten is None:
         if site.context.find_label(site.exten, label) is None and not _label_anywhere(

@@ -1,0 +1,216 @@
+"""A caller's channel: runs the dialplan and performs its actions.
+
+The :class:`~callway.pbx.dialplan.interpreter.DialplanRunner` (sans-I/O)
+says what to do next; this shell does it with real legs, media and time,
+then reports back.  Hangup causes become SIP responses the way chan_pjsip
+maps them (Q.850 -> SIP, RFC 3398 §8.2.6.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from callway.app.b2bua.dial import Dialer
+from callway.app.b2bua.legs import InboundLeg
+from callway.app.b2bua.media import CallMedia
+from callway.pbx.dialplan.actions import (
+    Action,
+    Answer,
+    Busy,
+    Congestion,
+    Dial,
+    DialResult,
+    Done,
+    Echo,
+    Hangup,
+    MusicOnHold,
+    Playback,
+    Progress,
+    Ringing,
+    Wait,
+)
+from callway.pbx.dialplan.interpreter import DialplanRunner
+from callway.pbx.model import Endpoint
+from callway.sdp.errors import SdpError
+from callway.sdp.model import SessionDescription
+from callway.sdp.parse import parse_sdp
+
+if TYPE_CHECKING:
+    from callway.app.b2bua.service import CallService
+
+log = logging.getLogger("callway.channel")
+
+# Q.850 cause -> SIP status for a call that was never answered (RFC 3398 §8.2.6.1).
+CAUSE_TO_SIP = {
+    1: 404, 3: 404, 16: 480, 17: 486, 18: 408, 19: 480, 20: 480, 21: 403, 22: 410,
+    27: 502, 28: 484, 31: 480, 34: 503, 38: 500, 41: 503, 42: 503, 58: 488, 127: 500,
+}  # fmt: skip
+
+
+class Channel:
+    """One inbound call from an endpoint, from INVITE to the last BYE."""
+
+    def __init__(
+        self, service: CallService, leg: InboundLeg, endpoint: Endpoint, exten: str, uid: str
+    ) -> None:
+        self.service = service
+        self.leg = leg
+        self.endpoint = endpoint
+        self.exten = exten
+        self.uid = uid
+        self.name = f"PJSIP/{endpoint.name}-{uid}"
+        self.offer: SessionDescription | None = None
+        self.media: CallMedia | None = None
+        self.started = time.time()
+        self.answered_at: float | None = None
+        self.disposition = "NO ANSWER"
+        self.peer = ""
+        leg.listener = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the call to its end, whatever happens."""
+        try:
+            if self._check_offer():
+                await self._run_dialplan()
+        except Exception:
+            log.exception("%s: channel failed", self.name)
+            self._hangup(500)
+        finally:
+            await self._cleanup()
+
+    def _check_offer(self) -> bool:
+        """Parse the caller's SDP; 488 if it offers nothing the endpoint allows."""
+        body = self.leg.invite.body
+        if body:
+            try:
+                self.offer = parse_sdp(body)
+            except SdpError as exc:
+                self.leg.respond(400, f"Bad SDP ({exc})"[:60])
+                return False
+        self.media = self.service.new_media(self)
+        if self.offer is not None and self.media.answer("a", self.offer) is None:
+            self.leg.respond(488)
+            return False
+        return True
+
+    async def _run_dialplan(self) -> None:
+        runner = DialplanRunner(
+            self.service.dialplan,
+            self.endpoint.context,
+            self.exten,
+            channel_name=self.name,
+            callerid_num=self.endpoint.name,
+            callerid_name=_callerid_name(self.endpoint),
+            uniqueid=self.uid,
+        )
+        while True:
+            if self.leg.ended.is_set():
+                runner.caller_hangup()
+                return
+            action = runner.next_action()
+            log.info("%s: %s", self.name, action)
+            if isinstance(action, Hangup | Done):
+                self._hangup(None, action.cause)
+                return
+            result = await self._perform(action)
+            runner.complete(action, result)
+
+    async def _perform(self, action: Action) -> DialResult | dict[str, str] | None:
+        """Execute one action; the result goes back to the runner."""
+        if isinstance(action, Dial):
+            return await Dialer(self, action).run()
+        if isinstance(action, Answer):
+            await self._sleep(action.delay)
+            self.answer()
+        elif isinstance(action, Ringing):
+            self.leg.respond(180)
+        elif isinstance(action, Progress):
+            self.leg.respond(183, body=self._early_sdp())
+        elif isinstance(action, Wait):
+            await self._sleep(action.seconds)
+        elif isinstance(action, Echo):
+            self.answer()
+            assert self.media is not None
+            self.media.echo()
+            await self.leg.ended.wait()
+        elif isinstance(action, Playback | MusicOnHold):
+            return await self.service.play(self, action)
+        elif isinstance(action, Busy):
+            self._hangup(486)
+            await self._sleep(action.timeout or 0)
+        elif isinstance(action, Congestion):
+            self._hangup(503)
+            await self._sleep(action.timeout or 0)
+        else:
+            log.warning("%s: %s is not supported yet", self.name, type(action).__name__)
+        return None
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait, but stop early when the caller hangs up."""
+        if seconds <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.leg.ended.wait(), seconds)
+
+    # -- signalling towards the caller -------------------------------------------------------
+
+    def _early_sdp(self) -> bytes:
+        assert self.media is not None
+        side = self.media.sides["a"]
+        from callway.sdp.parse import format_sdp
+
+        return format_sdp(side.last_local) if side.last_local is not None else b""
+
+    def answer(self, prefer: str | None = None) -> bool:
+        """Answer the caller (200 OK with our SDP); False if the codecs do not match."""
+        if self.leg.answered:
+            return True
+        assert self.media is not None
+        if self.offer is not None:
+            body = self.media.answer("a", self.offer, prefer)
+            if body is None:
+                self.leg.respond(488)
+                return False
+        else:
+            body = self.media.offer("a")  # delayed offer: the answer comes in the ACK
+        self.leg.answer(body)
+        self.answered_at = time.time()
+        self.disposition = "ANSWERED"
+        return True
+
+    def _hangup(self, status: int | None, cause: int | None = None) -> None:
+        if self.leg.answered:
+            if not self.leg.ended.is_set():
+                asyncio.get_running_loop().create_task(self.leg.bye())
+            return
+        if status is None:
+            status = CAUSE_TO_SIP.get(cause or 16, 480)
+        if status == 486:
+            self.disposition = "BUSY"
+        elif status >= 500:
+            self.disposition = "FAILED"
+        self.leg.respond(status)
+
+    async def _cleanup(self) -> None:
+        if not self.leg.final_sent:
+            self.leg.respond(480)
+        if self.leg.answered and not self.leg.ended.is_set():
+            await self.leg.bye()
+        self.leg.finish()
+        if self.media is not None:
+            self.media.close()
+        self.service.channel_ended(self)
+
+
+def _callerid_name(endpoint: Endpoint) -> str:
+    """The name part of ``callerid="Name" <num>``, else the endpoint name."""
+    text = endpoint.callerid.strip()
+    if text.startswith('"') and '"' in text[1:]:
+        return text[1 : text.index('"', 1)]
+    return text.split("<", 1)[0].strip() or endpoint.name

@@ -1,0 +1,175 @@
+"""``Dial(PJSIP/x[&PJSIP/y],timeout,options)``: ring every contact, bridge the first answer.
+
+Every registered contact of every target endpoint gets its own INVITE
+(parallel forking, like chan_pjsip's ``Dial(PJSIP/8006)`` with several
+contacts).  The first 2xx wins, the others are CANCELled (§9.1); the caller
+hears 180 when any callee rings.  ``DIALSTATUS`` follows Asterisk: ANSWER,
+BUSY, NOANSWER, CANCEL, CONGESTION, CHANUNAVAIL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from callway.app.b2bua.bridge import Bridge
+from callway.app.b2bua.legs import OutboundLeg
+from callway.pbx.dialplan.actions import Dial, DialResult
+from callway.pbx.location import Binding
+from callway.pbx.model import Endpoint
+from callway.sdp.errors import SdpError
+from callway.sdp.parse import parse_sdp
+from callway.sip.message import Response
+from callway.sip.uri import parse_uri
+
+if TYPE_CHECKING:
+    from callway.app.b2bua.channel import Channel
+
+log = logging.getLogger("callway.dial")
+
+
+def dial_status(statuses: list[int]) -> str:
+    """DIALSTATUS from the final responses of every fork (Asterisk's mapping)."""
+    if any(s in (486, 600) for s in statuses):
+        return "BUSY"
+    if any(s in (408, 480, 487) for s in statuses):
+        return "NOANSWER"
+    if any(s >= 500 for s in statuses):
+        return "CONGESTION"
+    return "CHANUNAVAIL"
+
+
+class Dialer:
+    """One execution of Dial for a channel."""
+
+    def __init__(self, channel: Channel, action: Dial) -> None:
+        self.channel = channel
+        self.action = action
+        self.started = time.time()
+        self.legs: list[OutboundLeg] = []
+
+    def _contacts(self) -> list[tuple[Endpoint, Binding]]:
+        service = self.channel.service
+        found = []
+        for target in self.action.targets:
+            if target.tech.upper() != "PJSIP":
+                log.warning("%s: unsupported technology %s", self.channel.name, target.tech)
+                continue
+            endpoint = service.config.endpoints.get(target.endpoint)
+            if endpoint is None:
+                log.info("%s: no endpoint %s", self.channel.name, target.endpoint)
+                continue
+            for aor in endpoint.aors:
+                for binding in service.location.lookup(aor, time.time()):
+                    found.append((endpoint, binding))
+        return found
+
+    def _result(self, status: str, **kwargs: object) -> DialResult:
+        dialed = int(time.time() - self.started)
+        return DialResult(status, dialed_time=dialed, **kwargs)  # type: ignore[arg-type]
+
+    async def run(self) -> DialResult:
+        """Ring, wait, bridge; return how it ended."""
+        contacts = self._contacts()
+        if not contacts:
+            return self._result("CHANUNAVAIL")
+        self._start_legs(contacts)
+        try:
+            return await self._wait()
+        finally:
+            for leg in self.legs:
+                leg.cancel()
+
+    def _start_legs(self, contacts: list[tuple[Endpoint, Binding]]) -> None:
+        channel = self.channel
+        media = channel.media
+        assert media is not None
+        first_endpoint, first_binding = contacts[0]
+        dest = first_binding.source
+        host = dest.local[0] if dest.local else channel.leg.local[0]
+        media.add_side_b(first_endpoint.allow or media.sides["a"].codecs, host)
+        offer = media.offer("b")
+        caller = channel.endpoint.name
+        name = channel.leg.invite.from_.display or caller
+        for endpoint, binding in contacts:
+            to_uri = parse_uri(binding.uri)
+            leg = OutboundLeg(
+                channel.service.manager,
+                binding.source,
+                binding.uri,
+                from_value=f'"{name}" <sip:{caller}@{host}>',
+                to_value=f"<{to_uri}>",
+                body=offer,
+            )
+            log.info("%s: ringing %s at %s", channel.name, endpoint.name, binding.source)
+            leg.start()
+            self.legs.append(leg)
+
+    async def _wait(self) -> DialResult:
+        channel = self.channel
+        pending = {leg: asyncio.ensure_future(leg.responses.get()) for leg in self.legs}
+        caller_gone = asyncio.ensure_future(channel.leg.ended.wait())
+        deadline = None if not self.action.timeout else time.time() + self.action.timeout
+        finals: list[int] = []
+        try:
+            while pending:
+                remaining = None if deadline is None else max(0.0, deadline - time.time())
+                done, _ = await asyncio.wait(
+                    {*pending.values(), caller_gone},
+                    timeout=remaining,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if caller_gone in done:
+                    return self._result("CANCEL")
+                if not done:
+                    return self._result("NOANSWER")
+                for leg, task in list(pending.items()):
+                    if task not in done:
+                        continue
+                    response = task.result()
+                    if response is not None and response.status < 200:
+                        if response.status in (180, 183) and not channel.leg.final_sent:
+                            channel.leg.respond(180)
+                        pending[leg] = asyncio.ensure_future(leg.responses.get())
+                        continue
+                    del pending[leg]
+                    if response is not None and response.status < 300:
+                        for task_left in pending.values():
+                            task_left.cancel()
+                        return await self._bridge(leg, response)
+                    finals.append(response.status if response is not None else 408)
+            return self._result(dial_status(finals))
+        finally:
+            caller_gone.cancel()
+            for task in pending.values():
+                task.cancel()
+
+    async def _bridge(self, winner: OutboundLeg, response: Response) -> DialResult:
+        channel = self.channel
+        media = channel.media
+        assert media is not None
+        for leg in self.legs:
+            if leg is not winner:
+                leg.cancel()
+        try:
+            media.take_answer("b", parse_sdp(response.body))
+        except SdpError as exc:
+            log.warning("%s: callee answered without usable SDP: %s", channel.name, exc)
+            await winner.bye()
+            return self._result("CONGESTION")
+        if not channel.answer(prefer=media.codec("b")):
+            await winner.bye()
+            return self._result("CONGESTION")
+        media.bridge()
+        answered = time.time()
+        channel.peer = winner.invite.uri.__str__()
+        bridge = Bridge(channel.leg, winner, media)
+        gone = await bridge.run()
+        return self._result(
+            "ANSWER",
+            answered_time=int(time.time() - answered),
+            peer=winner.invite.to.uri.__str__(),
+            caller_hung_up=gone is channel.leg,
+        )

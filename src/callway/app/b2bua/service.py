@@ -1,0 +1,175 @@
+"""The call service: new INVITEs become channels; shared state for them.
+
+It owns what every channel needs (config, dialplan, location, the RTP port
+pool, the call manager) and keeps the list of live channels for the
+console and the admin API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+
+from callway.app.b2bua.channel import Channel
+from callway.app.b2bua.legs import InboundLeg
+from callway.app.b2bua.manager import CallManager
+from callway.app.b2bua.media import CallMedia
+from callway.app.b2bua.player import PromptError, RtpPlayer, find_prompt, load_pcm
+from callway.core.address import Address
+from callway.media.ports import PortPool, PortsExhaustedError
+from callway.pbx.auth import Authenticator
+from callway.pbx.dialplan.actions import MusicOnHold, Playback
+from callway.pbx.dialplan_model import Dialplan
+from callway.pbx.location import Location
+from callway.pbx.model import PjsipConfig
+from callway.sip.message import Request, make_response
+from callway.sip.transaction import ServerTransactionKey
+from callway.sip.uri import SipURI
+
+log = logging.getLogger("callway.calls")
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """One CDR (what Asterisk's cdr module writes)."""
+
+    uniqueid: str
+    src: str
+    dst: str
+    start: float
+    answer: float | None
+    end: float
+    disposition: str
+    duration: int
+    billsec: int
+
+
+class CallService:
+    """Creates and tracks channels."""
+
+    def __init__(
+        self,
+        *,
+        config: PjsipConfig,
+        dialplan: Dialplan,
+        location: Location,
+        auth: Authenticator,
+        manager: CallManager,
+        pool: PortPool,
+    ) -> None:
+        self.config = config
+        self.dialplan = dialplan
+        self.location = location
+        self.auth = auth
+        self.manager = manager
+        self.pool = pool
+        self.channels: dict[str, Channel] = {}
+        self.records: list[CallRecord] = []
+        self.on_record: list[object] = []
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def handle_invite(self, key: ServerTransactionKey, request: Request, source: Address) -> None:
+        """An INVITE outside any dialog: authenticate, then start a channel."""
+        outcome = self.auth.check(request, source, time.time())
+        if outcome.response is not None:
+            self.manager.port.send_response(key, outcome.response)
+            return
+        endpoint = outcome.endpoint
+        uri = request.uri
+        if endpoint is None or not isinstance(uri, SipURI):
+            self.manager.port.send_response(key, make_response(request, 403))
+            return
+        leg = InboundLeg(self.manager, key, request, source)
+        uid = f"{next(self._ids):08x}"
+        channel = Channel(self, leg, endpoint, uri.user or "s", uid)
+        self.channels[uid] = channel
+        log.info("new call %s from %s to %s", channel.name, endpoint.name, uri.user)
+        task = asyncio.get_running_loop().create_task(channel.run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def new_media(self, channel: Channel) -> CallMedia:
+        """A relay for a channel; raises PortsExhaustedError when no ports are left."""
+        endpoint = channel.endpoint
+
+        def on_timeout(_session: object, leg_name: str) -> None:
+            log.warning("%s: no RTP on leg %s for %ss: hanging up", channel.name, leg_name,
+                        endpoint.rtp_timeout)  # fmt: skip
+            listener = channel.leg.listener
+            if listener is not None and hasattr(listener, "hang_up"):
+                listener.hang_up()
+            elif not channel.leg.ended.is_set():
+                task = asyncio.ensure_future(channel.leg.bye())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+        try:
+            return CallMedia(
+                self.pool,
+                a_codecs=endpoint.allow,
+                a_host=channel.leg.local[0],
+                rtp_timeout=float(endpoint.rtp_timeout),
+                on_timeout=on_timeout,
+            )
+        except PortsExhaustedError:
+            log.error("no RTP ports left for %s", channel.name)
+            raise
+
+    async def play(self, channel: Channel, action: Playback | MusicOnHold) -> dict[str, str]:
+        """Play prompts (answering first unless ``noanswer``) or music until hangup."""
+        if not channel.answer():
+            return {"PLAYBACKSTATUS": "FAILED"}
+        media = channel.media
+        assert media is not None
+        leg = media.relay.leg("a")
+        player = RtpPlayer(
+            leg.pair.rtp.sendto, lambda: leg.remote_rtp, media.codec("a") or "ulaw"
+        )
+        stop = channel.leg.ended
+        if isinstance(action, MusicOnHold):
+            return await self._music(player, action, stop)
+        try:
+            for name in action.files:
+                if not await player.play(load_pcm(find_prompt(name)), stop):
+                    break
+        except PromptError as exc:
+            log.warning("%s: %s", channel.name, exc)
+            return {"PLAYBACKSTATUS": "FAILED"}
+        return {"PLAYBACKSTATUS": "SUCCESS"}
+
+    async def _music(self, player: RtpPlayer, action: MusicOnHold, stop: asyncio.Event
+                     ) -> dict[str, str]:  # fmt: skip
+        try:
+            pcm = load_pcm(find_prompt(f"moh-{action.klass or 'default'}"))
+        except PromptError:
+            pcm = load_pcm(find_prompt("moh-default"))
+        deadline = None if action.duration is None else time.monotonic() + action.duration
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            remaining = len(pcm) if deadline is None else int((deadline - time.monotonic()) * 16000)
+            await player.play(pcm[: max(0, remaining) & ~1], stop)
+        return {}
+
+    def channel_ended(self, channel: Channel) -> None:
+        """Write the CDR and forget the channel."""
+        self.channels.pop(channel.uid, None)
+        end = time.time()
+        record = CallRecord(
+            uniqueid=channel.uid,
+            src=channel.endpoint.name,
+            dst=channel.exten,
+            start=channel.started,
+            answer=channel.answered_at,
+            end=end,
+            disposition=channel.disposition,
+            duration=int(end - channel.started),
+            billsec=int(end - channel.answered_at) if channel.answered_at else 0,
+        )
+        self.records.append(record)
+        del self.records[:-1000]
+        for callback in self.on_record:
+            callback(record)  # type: ignore[operator]
+        log.info("call %s ended: %s", channel.name, record.disposition)

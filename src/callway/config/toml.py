@@ -1,0 +1,78 @@
+"""``callway.toml``: what Asterisk's and Kamailio's files cannot express.
+
+Every section is optional; unknown keys are errors naming the key, so a typo
+does not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from callway.config.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class RtpSettings:
+    """``[rtp]``: the media relay's port range (Asterisk's rtp.conf rtpstart/rtpend)."""
+
+    bind: str = "0.0.0.0"
+    start: int = 10000
+    end: int = 20000
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    """``[admin]``: the admin HTTP API."""
+
+    listen: str = "127.0.0.1:8088"
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CallwaySettings:
+    """The whole file."""
+
+    rtp: RtpSettings = field(default_factory=RtpSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
+
+
+_SECTIONS: dict[str, type] = {"rtp": RtpSettings, "admin": AdminSettings}
+
+
+def parse_settings(text: str, filename: str = "callway.toml") -> CallwaySettings:
+    """Translate the TOML text; ConfigError names the file, line and problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", 0)
+        raise ConfigError(filename, line, str(exc)) from exc
+    values: dict[str, Any] = {}
+    for name, table in data.items():
+        kind = _SECTIONS.get(name)
+        if kind is None or not isinstance(table, dict):
+            raise ConfigError(filename, _line_of(text, f"[{name}]"), f"unknown section [{name}]")
+        try:
+            values[name] = kind(**table)
+        except TypeError as exc:
+            raise ConfigError(filename, _line_of(text, f"[{name}]"), f"[{name}]: {exc}") from exc
+    settings = CallwaySettings(**values)
+    if not 0 < settings.rtp.start < settings.rtp.end <= 65535:
+        raise ConfigError(filename, _line_of(text, "[rtp]"), "[rtp] needs 0 < start < end <= 65535")
+    return settings
+
+
+def load_settings(path: Path | None) -> CallwaySettings:
+    """Read the file; all defaults when ``path`` is None."""
+    if path is None:
+        return CallwaySettings()
+    return parse_settings(path.read_text(encoding="utf-8"), str(path))
+
+
+def _line_of(text: str, needle: str) -> int:
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip().startswith(needle):
+            return number
+    return 0

@@ -1,0 +1,95 @@
+"""The RTP port pool: even/odd pairs, range bounds, reuse order, no leaks."""
+
+from __future__ import annotations
+
+import random
+import socket
+
+import pytest
+
+from callway.media.ports import PortPool, PortsExhaustedError
+
+HOST = "127.0.0.1"
+
+
+def block(size: int) -> tuple[int, int]:
+    start = random.randrange(40000, 60000 - size, 2)
+    return start, start + size - 1
+
+
+def test_pairs_are_even_odd_and_bound() -> None:
+    start, end = block(20)
+    pool = PortPool(HOST, start, end)
+    pair = pool.allocate()
+    try:
+        assert pair.rtp_port % 2 == 0 and start <= pair.rtp_port < end
+        assert pair.rtcp_port == pair.rtp_port + 1
+        assert pair.rtp.getsockname() == (HOST, pair.rtp_port)
+        assert pair.rtcp.getsockname() == (HOST, pair.rtcp_port)
+        assert not pair.rtp.getblocking()
+    finally:
+        pair.close()
+    assert pair.closed and pool.in_use == 0
+
+
+def test_odd_start_rounds_up_and_capacity() -> None:
+    pool = PortPool(HOST, 10001, 10010)
+    assert pool.start == 10002
+    assert pool.capacity == 4  # 10002, 10004, 10006, 10008 (+1 each)
+    assert PortPool(HOST).capacity == 5000  # Asterisk's default 10000-20000
+    with pytest.raises(ValueError, match="no even/odd pair"):
+        PortPool(HOST, 10000, 10000)
+
+
+def test_exhaustion_and_release() -> None:
+    start, end = block(6)
+    pool = PortPool(HOST, start, end)
+    pairs = [pool.allocate() for _ in range(pool.capacity)]
+    assert len({p.rtp_port for p in pairs}) == 3
+    with pytest.raises(PortsExhaustedError):
+        pool.allocate()
+    pool.release(pairs[1])
+    pool.release(pairs[1])  # idempotent
+    again = pool.allocate()
+    assert again.rtp_port == pairs[1].rtp_port
+    for pair in (*pairs, again):
+        pair.close()
+    assert pool.in_use == 0
+
+
+def test_round_robin_reuses_released_port_last() -> None:
+    start, end = block(10)
+    pool = PortPool(HOST, start, end)
+    first = pool.allocate()
+    first.close()
+    second = pool.allocate()
+    assert second.rtp_port == first.rtp_port + 2
+    second.close()
+
+
+def test_ports_held_elsewhere_are_skipped() -> None:
+    start, end = block(10)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+        other.bind((HOST, start + 1))  # someone holds the first pair's RTCP port
+        pool = PortPool(HOST, start, end)
+        pair = pool.allocate()
+        assert pair.rtp_port == start + 2
+        pair.close()
+
+
+def test_thousands_of_allocations_never_leak() -> None:
+    start, end = block(200)
+    pool = PortPool(HOST, start, end)
+    live = []
+    for round_ in range(3000):
+        live.append(pool.allocate())
+        if len(live) > 40 or round_ % 3 == 0:
+            live.pop(random.randrange(len(live))).close()
+    for pair in live:
+        pair.close()
+    assert pool.in_use == 0
+    # Every pair of the range can still be taken at once: nothing stayed bound.
+    everything = [pool.allocate() for _ in range(pool.capacity)]
+    assert len({p.rtp_port for p in everything}) == pool.capacity
+    for pair in everything:
+        pair.close()
