@@ -106,7 +106,7 @@ class PbxApp:
         restored = self.location.restore(time.time())
         if restored:
             log.info("restored %d registrations from %s", restored, self.store.path)
-        self.auth = Authenticator(self.config)
+        self.auth = Authenticator(self.config, algorithms=self.options.auth.algorithms)
         self.registrar = Registrar(self.config, self.location, self.auth)
         self.stack = SipStack()
         user_agent = f"callway {__version__}"

@@ -46,24 +46,21 @@ class PbxTransactionUser:
 
     def _request(self, event: RequestReceived, now: float) -> None:
         request, key = event.request, event.key
+        rejection = validation_response(request)
+        if rejection is False:
+            return
+        if rejection is not True:
+            self.core.respond(key, rejection)
+            return
         method = request.method
-        if method in ("INVITE", "BYE", "CANCEL", "UPDATE", "INFO", "ACK") or request.to.tag:
-            rejection = validation_response(request)
-            if rejection is False:
-                return
-            if rejection is not True:
-                self.core.send(key, rejection)
-                return
         if method == "CANCEL":
             invite_key = self.layer.find_invite_server_transaction(request)
-            self.core.send(key, self.manager.handle_cancel(request, invite_key))
+            self.core.respond(key, self.manager.handle_cancel(request, invite_key))
             return
         if request.to.tag is not None:
-            response = self.manager.handle_in_dialog(key, request)
-            if response is not None:
-                self.core.send(key, response)
+            self.core.respond(key, self.manager.handle_in_dialog(key, request))
             return
         if method == "INVITE":
             self.calls.handle_invite(key, request, event.source)
             return
-        self.core.handle_event(event, now)
+        self.core.respond(key, self.core.dispatch(request, event.source, now))

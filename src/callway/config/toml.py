@@ -32,14 +32,29 @@ class AdminSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """``[auth]``: digest algorithms offered in challenges, preferred first (RFC 8760)."""
+
+    algorithms: tuple[str, ...] = ("MD5",)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "algorithms", tuple(self.algorithms))
+        known = {"MD5", "SHA-256", "SHA-512-256"}
+        unknown = [a for a in self.algorithms if a not in known]
+        if unknown or not self.algorithms:
+            raise TypeError(f"algorithms must be a non-empty list of {sorted(known)}")
+
+
+@dataclass(frozen=True, slots=True)
 class CallwaySettings:
     """The whole file."""
 
     rtp: RtpSettings = field(default_factory=RtpSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
 
-_SECTIONS: dict[str, type] = {"rtp": RtpSettings, "admin": AdminSettings}
+_SECTIONS: dict[str, type] = {"rtp": RtpSettings, "admin": AdminSettings, "auth": AuthSettings}
 
 
 def parse_settings(text: str, filename: str = "callway.toml") -> CallwaySettings:

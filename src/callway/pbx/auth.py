@@ -52,9 +52,12 @@ class Authenticator:
         nonce_lifetime: float = 30.0,
         user_failures: FailureTracker | None = None,
         source_failures: FailureTracker | None = None,
+        algorithms: tuple[str, ...] = ("MD5",),
     ) -> None:
         self.config = config
         self.realm = config.global_.default_realm or "asterisk"
+        # RFC 8760 §2.4: one challenge per algorithm, the preferred (strongest) first.
+        self.algorithms = algorithms
         self.nonces = NonceManager(secret or secrets.token_bytes(32), lifetime=nonce_lifetime)
         # A user is banned at one source address after 3 bad passwords a
         # minute (fail2ban's spirit; keyed by source so an attacker cannot lock
@@ -115,10 +118,14 @@ class Authenticator:
         """A 401 with a fresh nonce (RFC 3261 §22.1)."""
         response = make_response(request, 401, "Unauthorized", to_tag=self.tag())
         opaque = hashlib.md5(request.call_id.encode(), usedforsecurity=False).hexdigest()
-        response.add(
-            "WWW-Authenticate",
-            format_challenge(self.realm, self.nonces.issue(now), opaque=opaque, stale=stale),
-        )
+        nonce = self.nonces.issue(now)
+        for algorithm in self.algorithms:
+            response.add(
+                "WWW-Authenticate",
+                format_challenge(
+                    self.realm, nonce, algorithm=algorithm, opaque=opaque, stale=stale
+                ),
+            )
         return response
 
     def _auth_for(self, endpoint: Endpoint | None, user: str) -> Auth | None:

@@ -40,16 +40,23 @@ class PbxCore:
     def handle_event(self, event: TransactionEvent, now: float) -> None:
         """React to one transaction event."""
         if isinstance(event, RequestReceived):
-            response = self.handle_request(event.request, event.source, now)
-            if response is not None:
-                response.set("Server", self.user_agent)
-                self.send(event.key, response)
+            self.respond(event.key, self.handle_request(event.request, event.source, now))
+
+    def respond(self, key: object, response: Response | None) -> None:
+        """Send a response (if any) with our Server header."""
+        if response is not None:
+            response.set("Server", self.user_agent)
+            self.send(key, response)
 
     def handle_request(self, request: Request, source: Address, now: float) -> Response | None:
         """The response to a request outside any dialog we know of."""
         rejection = validation_response(request)
         if rejection is not True:
             return rejection or None
+        return self.dispatch(request, source, now)
+
+    def dispatch(self, request: Request, source: Address, now: float) -> Response | None:
+        """The response to a validated request outside any dialog."""
         method = request.method
         try:
             if method == "REGISTER":

@@ -204,3 +204,19 @@ def test_out_of_order_cseq_rejected(clock: ManualClock) -> None:
     phone = Phone(registrar, clock, "8005", "8005")
     assert phone.register(cseq=10).status == 200
     assert phone.register(cseq=5).status == 500
+
+
+def test_sha256_challenge_first_and_accepted(clock: ManualClock) -> None:
+    config = parse_pjsip(DEMO_PJSIP_CONF)
+    location = Location()
+    auth = Authenticator(config, secret=b"k" * 32, algorithms=("SHA-256", "MD5"))
+    registrar = Registrar(config, location, auth)
+    challenge = registrar.handle_register(make_register(), SOURCE, clock.now)
+    offered = [parse_auth_header(v) for v in challenge.get_all("www-authenticate")]
+    assert [c.params["algorithm"] for c in offered] == ["SHA-256", "MD5"]
+    creds = build_authorization(offered[0], method="REGISTER", uri="sip:127.0.0.1:5061",
+                                username="8005", password="8005", cnonce="abc")
+    assert "algorithm=SHA-256" in creds
+    response = registrar.handle_register(make_register(authorization=creds), SOURCE, clock.now)
+    assert response.status == 200
+    assert location.lookup("8005", clock.now)
