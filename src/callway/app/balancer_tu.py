@@ -1,0 +1,330 @@
+"""The balancer's transaction user: a transaction-stateful proxy (RFC 3261 §16).
+
+For each request it either answers itself (OPTIONS to the balancer, errors,
+``404 No destination``), or forwards it: initial requests to the node the
+dispatcher picks, in-dialog requests along their Route set.  If the chosen
+node times out or answers 5xx before any provisional response, the request
+goes to the next candidate (Kamailio's ``ds_next_dst`` in a failure route)
+and the caller never notices; the node is reported to the prober.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from callway.balancer import proxy
+from callway.balancer.proxy import Identity
+from callway.core.address import Address
+from callway.sip.errors import ParseError
+from callway.sip.message import Request, Response, make_response, parse_message
+from callway.sip.transaction import (
+    AckReceived,
+    ClientTransactionKey,
+    RequestReceived,
+    ResponseReceived,
+    ServerTransactionKey,
+    StrayResponse,
+    TransactionError,
+    TransactionEvent,
+    TransactionLayer,
+    TransactionTimeout,
+    build_cancel,
+    new_branch,
+)
+from callway.sip.uri import SipURI
+from callway.sip.validate import validate_request
+
+log = logging.getLogger("callway.balancer")
+
+BRANCH_PREFIX = "z9hG4bKcwb"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, NOTIFY, REFER, MESSAGE"
+
+
+class Picker(Protocol):
+    """The dispatcher as the proxy sees it."""
+
+    def candidates(self, request: Request, now: float) -> list[tuple[str, Address]]:
+        """Destinations to try in order: (destination URI, address)."""
+
+    def failed(self, uri: str, now: float) -> None:
+        """A relayed request to ``uri`` timed out or got a 5xx."""
+
+    def call_started(self, uri: str, call_id: str) -> None:
+        """An INVITE to ``uri`` was answered (call-load accounting)."""
+
+    def call_ended(self, call_id: str) -> None:
+        """A BYE for the call went through."""
+
+
+class Port(Protocol):
+    """What the proxy needs from the SIP stack."""
+
+    transactions: TransactionLayer
+
+    def send_response(self, key: object, response: Response) -> None:
+        """Answer through a server transaction."""
+
+    def send_request(self, request: Request, dest: Address) -> object:
+        """Start a client transaction."""
+
+    def send_stateless(self, message: Request | Response, dest: Address) -> None:
+        """Forward without a transaction."""
+
+
+@dataclass(slots=True)
+class Forward:
+    """One proxied request: its server transaction and the attempts made."""
+
+    server_key: ServerTransactionKey
+    raw: bytes
+    source: Address
+    method: str
+    candidates: list[tuple[str, Address]]
+    attempt: int = -1
+    client_key: ClientTransactionKey | None = None
+    forwarded: Request | None = None
+    provisional: bool = False
+    finished: bool = False
+    cancelled: bool = False
+    last: Response | None = None
+    dest_uri: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class BalancerUser:
+    """Proxy logic on top of the transaction layer."""
+
+    def __init__(
+        self,
+        port: Port,
+        me: Identity,
+        picker: Picker,
+        *,
+        clock: Callable[[], float],
+        server_header: str = "callway balancer",
+    ) -> None:
+        self.port = port
+        self.me = me
+        self.picker = picker
+        self.clock = clock
+        self.server_header = server_header
+        self.by_client: dict[ClientTransactionKey, Forward] = {}
+        self.by_server: dict[ServerTransactionKey, Forward] = {}
+        self.stats = {"forwarded": 0, "failover": 0, "no_destination": 0, "local": 0}
+
+    # -- events ------------------------------------------------------------------------
+
+    def handle_event(self, event: TransactionEvent, now: float) -> None:
+        """One transaction event."""
+        if isinstance(event, RequestReceived):
+            self._request(event.key, event.request, event.source, now)
+        elif isinstance(event, ResponseReceived):
+            self._response(event.key, event.response, now)
+        elif isinstance(event, TransactionTimeout):
+            if isinstance(event.key, ClientTransactionKey):
+                self._attempt_failed(event.key, None, now)
+        elif isinstance(event, AckReceived):
+            self._forward_ack(event.request)
+        elif isinstance(event, StrayResponse):
+            self._stray(event.response)
+
+    def _reply(
+        self,
+        key: ServerTransactionKey,
+        request: Request,
+        status: int,
+        reason: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        response = make_response(request, status, reason, to_tag=new_branch()[7:19])
+        for name, value in headers:
+            response.add(name, value)
+        response.add("Server", self.server_header)
+        self.port.send_response(key, response)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _request(
+        self, key: ServerTransactionKey, request: Request, source: Address, now: float
+    ) -> None:
+        try:
+            validate_request(request, forwarding=True)
+            if request.method == "CANCEL":
+                self._cancel(key, request)
+                return
+            if self._is_local(request):
+                self.stats["local"] += 1
+                allow = (("Allow", ALLOW), ("Accept", "application/sdp"))
+                self._reply(key, request, 200, headers=allow)
+                return
+            self._forward(key, request, source, now)
+        except ParseError as exc:
+            if exc.status_hint is not None:
+                self._reply(key, request, exc.status_hint, None, exc.headers)
+
+    def _is_local(self, request: Request) -> bool:
+        """OPTIONS addressed to the balancer itself (keepalived's sipsak probe)."""
+        if request.method != "OPTIONS" or request.get_all("route"):
+            return False
+        uri = request.uri
+        return request.to.tag is None and isinstance(uri, SipURI) and self.me.is_me(uri)
+
+    def _forward(
+        self, key: ServerTransactionKey, request: Request, source: Address, now: float
+    ) -> None:
+        own_route = proxy.strip_own_route(request, self.me)
+        if own_route is None and proxy.is_initial(request):
+            candidates = self.picker.candidates(request, now)
+            if not candidates:
+                self.stats["no_destination"] += 1
+                self._reply(key, request, 404, "No destination")
+                return
+        else:
+            hop = proxy.next_hop(request)
+            if hop is None:
+                self._reply(key, request, 416)
+                return
+            candidates = [("", hop)]
+        proxy.decrement_max_forwards(request)
+        proxy.detect_loop(request, self.me, BRANCH_PREFIX)
+        if request.method == "REGISTER":
+            proxy.add_path(request, self.me, source)
+        else:
+            proxy.add_record_route(request, self.me)
+        fwd = Forward(key, request.to_bytes(), source, request.method, candidates)
+        self.by_server[key] = fwd
+        self._next_attempt(fwd, now)
+
+    def _next_attempt(self, fwd: Forward, now: float) -> bool:
+        """Send to the next candidate; False when none is left."""
+        while fwd.attempt + 1 < len(fwd.candidates):
+            fwd.attempt += 1
+            uri, dest = fwd.candidates[fwd.attempt]
+            request = parse_message(fwd.raw)
+            assert isinstance(request, Request)
+            proxy.push_via(request, self.me, f"{BRANCH_PREFIX}{new_branch()[7:]}")
+            try:
+                client_key = self.port.send_request(request, dest)
+            except TransactionError as exc:
+                log.warning("cannot forward to %s: %s", dest, exc)
+                continue
+            assert isinstance(client_key, ClientTransactionKey)
+            if fwd.client_key is not None:
+                self.by_client.pop(fwd.client_key, None)
+            fwd.client_key = client_key
+            fwd.forwarded = request
+            fwd.dest_uri = uri
+            self.by_client[client_key] = fwd
+            self.stats["forwarded"] += 1
+            return True
+        return False
+
+    def _cancel(self, key: ServerTransactionKey, cancel: Request) -> None:
+        """§16.10: answer the CANCEL, cancel what we forwarded."""
+        invite_key = self.port.transactions.find_invite_server_transaction(cancel)
+        fwd = self.by_server.get(invite_key) if invite_key is not None else None
+        if fwd is None:
+            self._reply(key, cancel, 481)
+            return
+        self._reply(key, cancel, 200)
+        fwd.cancelled = True
+        if fwd.forwarded is not None and fwd.client_key is not None and fwd.provisional:
+            self._send_cancel(fwd)
+
+    def _send_cancel(self, fwd: Forward) -> None:
+        assert fwd.forwarded is not None
+        dest = fwd.candidates[fwd.attempt][1]
+        try:
+            self.port.send_request(build_cancel(fwd.forwarded), dest)
+        except TransactionError as exc:
+            log.debug("CANCEL not sent: %s", exc)
+
+    def _forward_ack(self, ack: Request) -> None:
+        """ACK for a 2xx: stateless, along its Route set (§16.11)."""
+        try:
+            proxy.strip_own_route(ack, self.me)
+            hop = proxy.next_hop(ack)
+            if hop is None:
+                return
+            proxy.decrement_max_forwards(ack)
+            proxy.push_via(ack, self.me, f"{BRANCH_PREFIX}{new_branch()[7:]}")
+        except ParseError as exc:
+            log.info("dropping ACK: %s", exc.reason)
+            return
+        self.port.send_stateless(ack, hop)
+
+    # -- responses -----------------------------------------------------------------------------
+
+    def _response(self, key: ClientTransactionKey, response: Response, now: float) -> None:
+        fwd = self.by_client.get(key)
+        if fwd is None:
+            self._stray(response)
+            return
+        status = response.status
+        if status < 200:
+            if status == 100:
+                return  # hop-by-hop (§16.7 step 5)
+            fwd.provisional = True
+            if fwd.cancelled:
+                self._send_cancel(fwd)
+        elif (status >= 500 or status == 408) and not fwd.provisional:
+            self._attempt_failed(key, response, now)
+            return
+        self._relay_upstream(fwd, response)
+        if status >= 200:
+            self._done(fwd, key, response)
+
+    def _relay_upstream(self, fwd: Forward, response: Response) -> None:
+        if proxy.pop_via(response, self.me) is None:
+            return
+        try:
+            self.port.send_response(fwd.server_key, response)
+        except TransactionError:
+            self._stray_send(response)  # e.g. a 2xx after the server transaction ended
+
+    def _done(self, fwd: Forward, key: ClientTransactionKey, response: Response) -> None:
+        fwd.finished = True
+        self.by_server.pop(fwd.server_key, None)
+        self.by_client.pop(key, None)
+        if fwd.method == "INVITE" and response.status // 100 == 2 and fwd.dest_uri:
+            self.picker.call_started(fwd.dest_uri, response.call_id)
+        elif fwd.method == "BYE":
+            self.picker.call_ended(response.call_id)
+
+    def _attempt_failed(self, key: ClientTransactionKey, response: Response | None,
+                        now: float) -> None:  # fmt: skip
+        fwd = self.by_client.pop(key, None)
+        if fwd is None or fwd.finished:
+            return
+        if fwd.dest_uri:
+            self.picker.failed(fwd.dest_uri, now)
+        if not fwd.cancelled and self._next_attempt(fwd, now):
+            self.stats["failover"] += 1
+            log.info("%s failed at %s: trying %s", fwd.method, fwd.candidates[fwd.attempt - 1][1],
+                     fwd.candidates[fwd.attempt][1])  # fmt: skip
+            return
+        fwd.finished = True
+        self.by_server.pop(fwd.server_key, None)
+        if response is not None:
+            self._relay_upstream(fwd, response)
+            return
+        request = parse_message(fwd.raw)
+        assert isinstance(request, Request)
+        status = 408 if fwd.dest_uri == "" else 503
+        self._reply(fwd.server_key, request, status)
+
+    def _stray(self, response: Response) -> None:
+        """A response with no transaction: forward it by its Via (§16.7, RFC 6026)."""
+        if proxy.pop_via(response, self.me) is None:
+            return
+        self._stray_send(response)
+
+    def _stray_send(self, response: Response) -> None:
+        try:
+            dest = proxy.via_address(response.via)
+        except ParseError:
+            return
+        self.port.send_stateless(response, dest)

@@ -1,0 +1,209 @@
+"""Two-way audio through ``callway pbx``: 8005 calls 8006 and both hear each other.
+
+The seed's demo ("put on headphones and you hear your voice"), measured:
+each phone plays a different espeak-ng sentence from a WAV file, records what
+it receives, and each recording must contain what the *other* phone sent.
+Recordings are aligned to the reference by cross-correlation (numpy), then
+scored by normalised correlation and PESQ-NB (ITU-T P.862, PyPI ``pesq``).
+
+Peers: baresip on both sides, and pjsua2 (PJSIP, the seed's client library)
+calling baresip.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers.pbx_process import PbxProcess
+from tests.helpers.peers import Baresip, in_ci, require_binary, require_pjsua2
+from tests.helpers.ports import free_port_pair_block, free_rtp_range
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
+
+
+RATE = 8000
+CALL_SECONDS = 6.0
+SENTENCE_A = "The quick brown fox jumps over the lazy dog. One, two, three."
+SENTENCE_B = "Put on headphones and you will hear your own voice. Seven, eight, nine."
+MIN_CORRELATION = 0.9
+MIN_PESQ = 3.8
+PJSUA2_CALL_SCRIPT = Path(__file__).resolve().parent / "pjsua2_call.py"
+
+
+# --------------------------------------------------------------------------
+# signals
+# --------------------------------------------------------------------------
+def speech_wav(path: Path, text: str, *, voice: str, total: float = 30.0) -> Path:
+    """8 kHz S16 mono: 0.5 s silence, the sentence, silence up to ``total`` seconds.
+
+    baresip hangs up when its aufile ends, so the file outlasts the call.
+    """
+    espeak, sox = require_binary("espeak-ng"), require_binary("sox")
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run([espeak, "-v", voice, "-w", str(raw), text], check=True, timeout=30)
+    subprocess.run(
+        [sox, str(raw), "-r", str(RATE), "-c", "1", "-b", "16", "-e", "signed-integer",
+         str(path), "pad", "0.5", "0", "norm", "-3"],
+        check=True, timeout=30,
+    )  # fmt: skip
+    samples = read_wav(path)
+    padded = np.zeros(int(total * RATE), dtype=np.float64)
+    padded[: len(samples)] = samples
+    write_wav(path, padded)
+    return path
+
+
+def read_wav(path: Path) -> np.ndarray:
+    """Samples of a 16-bit mono WAV as floats in [-1, 1)."""
+    with wave.open(str(path), "rb") as wav:
+        assert wav.getsampwidth() == 2 and wav.getnchannels() == 1, path
+        assert wav.getframerate() == RATE, (path, wav.getframerate())
+        data = wav.readframes(wav.getnframes())
+    return np.frombuffer(data, dtype="<i2").astype(np.float64) / 32768.0
+
+
+def write_wav(path: Path, samples: np.ndarray) -> None:
+    pcm = np.clip(samples * 32768.0, -32768, 32767).astype("<i2")
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(RATE)
+        wav.writeframes(pcm.tobytes())
+
+
+def speech_part(samples: np.ndarray) -> np.ndarray:
+    """The reference up to the end of its speech (plus 0.2 s)."""
+    loud = np.nonzero(np.abs(samples) > 0.01)[0]
+    end = int(loud[-1]) + int(0.2 * RATE) if len(loud) else len(samples)
+    return samples[:end]
+
+
+# --------------------------------------------------------------------------
+# scoring
+# --------------------------------------------------------------------------
+def align(reference: np.ndarray, recording: np.ndarray) -> tuple[np.ndarray, float]:
+    """The stretch of ``recording`` that best matches ``reference``, and its correlation.
+
+    Cross-correlation by FFT finds the lag; the score is the normalised
+    correlation (cosine similarity) of the aligned stretch.
+    """
+    if len(recording) < len(reference):
+        recording = np.concatenate([recording, np.zeros(len(reference) - len(recording))])
+    size = 1 << int(np.ceil(np.log2(len(recording) + len(reference))))
+    spectrum = np.fft.rfft(recording, size) * np.conj(np.fft.rfft(reference, size))
+    xcorr = np.fft.irfft(spectrum, size)[: len(recording) - len(reference) + 1]
+    lag = int(np.argmax(xcorr))
+    segment = recording[lag : lag + len(reference)]
+    denom = float(np.linalg.norm(segment) * np.linalg.norm(reference)) or 1.0
+    return segment, float(np.dot(segment, reference) / denom)
+
+
+def pesq_nb(reference: np.ndarray, degraded: np.ndarray) -> float | None:
+    """PESQ-NB (P.862) when the ``pesq`` package is installed (skipped otherwise)."""
+    try:
+        from pesq import pesq  # type: ignore[import-not-found]
+    except ImportError:
+        if in_ci():
+            pytest.fail("pesq is not installed and CI=true (pip install -e .[test])")
+        return None
+    return float(pesq(RATE, reference, degraded, "nb"))
+
+
+def assert_heard(sent: Path, received: Path, who: str) -> None:
+    """``received`` (a recording) contains what was played from ``sent``."""
+    reference = speech_part(read_wav(sent))
+    recording = read_wav(received)
+    assert len(recording) > RATE, f"{who}: recording {received} is nearly empty"
+    segment, correlation = align(reference, recording)
+    score = pesq_nb(reference, segment)
+    detail = f"{who}: correlation {correlation:.3f}, PESQ-NB {score}"
+    print(detail)
+    assert correlation >= MIN_CORRELATION, detail
+    if score is not None:
+        assert score >= MIN_PESQ, detail
+
+
+def recording(peer_dir: Path, kind: str = "dec") -> Path:
+    """The one ``dump-*-<kind>.wav`` sndfile wrote under ``peer_dir``."""
+    found = sorted(peer_dir.glob(f"**/dump-*-{kind}.wav"))
+    assert len(found) == 1, f"expected one {kind} recording under {peer_dir}: {found}"
+    return found[0]
+
+
+# --------------------------------------------------------------------------
+# peers
+# --------------------------------------------------------------------------
+def baresip_phone(tmp_path: Path, pbx: PbxProcess, user: str, audio: Path) -> Baresip:
+    phone = Baresip(tmp_path / f"baresip-{user}", user, user, pbx.sip_port)
+    phone.audio_in = audio
+    return phone
+
+
+def wait_event(phone: Baresip, kind: str, timeout: float = 10.0) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in phone.events(0.1):
+            if event.get("type") == kind:
+                return event
+    raise AssertionError(
+        f"{phone.user}: no {kind} within {timeout} s; events {phone.events()}\n"
+        f"{phone.log_text()[-6000:]}"
+    )
+
+
+def test_baresip_8005_calls_8006_both_hear_each_other(pbx: PbxProcess, tmp_path: Path) -> None:
+    require_binary("baresip")
+    sent_a = speech_wav(tmp_path / "a.wav", SENTENCE_A, voice="en-us")
+    sent_b = speech_wav(tmp_path / "b.wav", SENTENCE_B, voice="en-gb")
+    with (
+        baresip_phone(tmp_path, pbx, "8005", sent_a) as caller,
+        baresip_phone(tmp_path, pbx, "8006", sent_b) as callee,
+    ):
+        caller.wait_registered()
+        callee.wait_registered()
+        caller.dial(f"sip:8006@127.0.0.1:{pbx.sip_port}")
+        wait_event(caller, "CALL_ESTABLISHED")
+        wait_event(callee, "CALL_ESTABLISHED")
+        time.sleep(CALL_SECONDS)
+        caller.hangup()
+        wait_event(callee, "CALL_CLOSED")
+        wait_event(caller, "CALL_CLOSED")
+    assert_heard(sent_a, recording(callee.rec_dir), "8006 hears 8005")
+    assert_heard(sent_b, recording(caller.rec_dir), "8005 hears 8006")
+
+
+def test_pjsua2_8005_calls_baresip_8006_both_hear_each_other(
+    pbx: PbxProcess, tmp_path: Path
+) -> None:
+    require_binary("baresip")
+    require_pjsua2()
+    sent_a = speech_wav(tmp_path / "a.wav", SENTENCE_A, voice="en-us")
+    sent_b = speech_wav(tmp_path / "b.wav", SENTENCE_B, voice="en-gb")
+    received_a = tmp_path / "pjsua2-received.wav"
+    with baresip_phone(tmp_path, pbx, "8006", sent_b) as callee:
+        callee.wait_registered()
+        first, last = free_rtp_range(10)
+        argv = [
+            sys.executable, str(PJSUA2_CALL_SCRIPT),
+            "--registrar", f"sip:127.0.0.1:{pbx.sip_port}",
+            "--user", "8005", "--password", "8005",
+            "--dial", f"sip:8006@127.0.0.1:{pbx.sip_port}",
+            "--play", str(sent_a), "--record", str(received_a),
+            "--seconds", str(CALL_SECONDS),
+            "--local-port", str(free_port_pair_block(1)), "--rtp-port", str(first),
+            "--rtp-range", str(last - first),
+        ]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        output = done.stdout + done.stderr[-6000:]
+        assert done.returncode == 0, output
+        assert "CONFIRMED" in done.stdout, output
+        wait_event(callee, "CALL_CLOSED")
+    assert_heard(sent_a, recording(callee.rec_dir), "baresip 8006 hears pjsua2 8005")
+    assert_heard(sent_b, received_a, "pjsua2 8005 hears baresip 8006")
