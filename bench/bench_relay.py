@@ -91,10 +91,10 @@ def receiver(conn: Connection, socks: list[socket.socket], deadline: float) -> N
     received = 0
     while time.monotonic() < deadline:
         for key, _ in selector.select(timeout=0.05):
-            sock: socket.socket = key.fileobj  # type: ignore[assignment]
+            readable = cast(socket.socket, key.fileobj)
             while True:
                 try:
-                    data = sock.recv(2048)
+                    data = readable.recv(2048)
                 except BlockingIOError:
                     break
                 arrival = _now_us()

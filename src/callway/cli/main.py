@@ -67,6 +67,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from callway.app.probe import exit_code, probe, report
+
+    result = probe(
+        args.uri,
+        timeout=args.timeout,
+        transport=args.transport,
+        cafile=args.cafile,
+        verify=args.verify,
+    )
+    if not args.quiet:
+        print(report(result, args.nagios), flush=True)
+    return exit_code(result, args.nagios)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="callway", description="callway VoIP system")
@@ -80,13 +95,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=0, help="SIP port (default 5061, as the seed)")
     demo.add_argument("--state-dir", help="where registrations are kept (default ./var/demo)")
     demo.set_defaults(func=_cmd_demo)
+    probe = sub.add_parser(
+        "probe",
+        help="send SIP OPTIONS; exit like sipsak (0 = 200, 1 = other reply, 2 = local error,"
+        " 3 = timeout/refused)",
+    )
+    probe.add_argument("uri", help="e.g. sip:s@192.0.2.10:5060")
+    probe.add_argument("-t", "--timeout", type=float, default=1.0, help="seconds (default 1)")
+    probe.add_argument("--transport", choices=("udp", "tcp", "tls"), help="override the URI's")
+    probe.add_argument("--cafile", help="CA bundle for TLS")
+    probe.add_argument("--verify", action="store_true", help="verify the TLS certificate")
+    probe.add_argument("-N", "--nagios", action="store_true", help="Nagios plugin exit codes")
+    probe.add_argument("-q", "--quiet", action="store_true", help="print nothing")
+    probe.set_defaults(func=_cmd_probe, verbose=0)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``callway`` command."""
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    if args.command != "probe":
+        _setup_logging(args.verbose)
     result: int = args.func(args)
     return result
 
