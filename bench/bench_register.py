@@ -427,6 +427,12 @@ def run_sipp(server: Server, users_csv: Path, rate: int, calls: int, work: Path)
                 os.kill(proc.pid, signal.SIGKILL)
             time.sleep(0.02)
     finally:
+        if proc.returncode is None:  # interrupted: do not leave sipp running
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(proc.pid, 0)
+            proc.returncode = -signal.SIGKILL
         PROCS.items.remove(proc)
     step.wall = time.monotonic() - t0
     step.server_cpu = group_cpu(pgid) - cpu0
@@ -541,8 +547,9 @@ def server_log_problems(server: Server) -> list[str]:
         return []
     lines = server.log.read_text(errors="replace").splitlines()
     bad = [ln for ln in lines if re.search(r"\b(ERROR|CRITICAL|Traceback|WARNING)\b", ln)]
-    # pjsip.conf warnings about codecs are config noise, not runtime trouble
-    return [ln for ln in bad if "allows no codecs" not in ln]
+    # warnings about the generated config (no codecs, no dialplan) are noise here
+    noise = ("allows no codecs", "extensions.conf not found")
+    return [ln for ln in bad if not any(n in ln for n in noise)]
 
 
 # --------------------------------------------------------------- main

@@ -55,7 +55,9 @@ class PbxTransactionUser:
         method = request.method
         if method == "CANCEL":
             invite_key = self.layer.find_invite_server_transaction(request)
-            self.core.respond(key, self.manager.handle_cancel(request, invite_key))
+            self.manager.handle_cancel(
+                request, invite_key, lambda response: self.core.respond(key, response)
+            )
             return
         if request.to.tag is not None:
             self.core.respond(key, self.manager.handle_in_dialog(key, request))

@@ -72,28 +72,37 @@ class LegStats:
     latched: bool
 
 
-class _Endpoint:
-    """One relay socket with its latch and counters."""
+class _Endpoint(Latch):
+    """One relay socket: its latching state (it is the socket's latch) and counters.
+
+    The socket's bound ``recvfrom``/``sendto`` are kept so the hot path does
+    not rebuild them, and ``transcoder`` rewrites what this socket receives.
+    """
 
     __slots__ = (
         "bytes_in",
         "bytes_out",
         "dropped",
-        "heard",
-        "latch",
+        "leg",
         "packets_in",
         "packets_out",
+        "recvfrom",
         "send_errors",
+        "sendto",
         "sock",
+        "transcoder",
         "woken",
     )
 
-    def __init__(self, sock: socket.socket, latch: Latch) -> None:
+    def __init__(self, sock: socket.socket, leg: RelayLeg | None, **latch: Any) -> None:
+        super().__init__(**latch)
         self.sock = sock
-        self.latch = latch
+        self.recvfrom = sock.recvfrom
+        self.sendto = sock.sendto
+        self.leg = leg  # set on RTP endpoints: their latching moves unlatched RTCP
+        self.transcoder: Transcoder | None = None
         self.packets_in = self.bytes_in = self.packets_out = self.bytes_out = 0
         self.dropped = self.send_errors = 0
-        self.heard = False
         self.woken = 0.0
 
 
@@ -112,12 +121,12 @@ class RelayLeg:
         self.name = name
         self.pair = pair
         self._clock = clock
-        self.rtp = _Endpoint(pair.rtp, Latch(**latch))
-        self.rtcp = _Endpoint(pair.rtcp, Latch(**latch))
+        self.rtp = _Endpoint(pair.rtp, self, **latch)
+        self.rtcp = _Endpoint(pair.rtcp, None, **latch)
         self._family = pair.rtp.family
         now = clock()
-        self.rtp.latch.reset(None, now)
-        self.rtcp.latch.reset(None, now)
+        self.rtp.reset(None, now)
+        self.rtcp.reset(None, now)
 
     @property
     def local_host(self) -> str:
@@ -137,7 +146,7 @@ class RelayLeg:
     @property
     def remote_rtp(self) -> SocketAddress | None:
         """Where this leg's RTP is sent now (signalled or latched)."""
-        return self.rtp.latch.remote
+        return self.rtp.remote
 
     def set_remote(self, rtp: tuple[str, int] | None, rtcp: tuple[str, int] | None = None) -> None:
         """Take the phone's address from its SDP and learn again (setup, re-INVITE).
@@ -148,14 +157,14 @@ class RelayLeg:
         if rtcp is None and rtp is not None:
             rtcp = (rtp[0], rtp[1] + 1)
         now = self._clock()
-        self.rtp.latch.reset(_normalise(rtp, self._family), now)
-        self.rtcp.latch.reset(_normalise(rtcp, self._family), now)
+        self.rtp.reset(_normalise(rtp, self._family), now)
+        self.rtcp.reset(_normalise(rtcp, self._family), now)
 
     def relatch(self) -> None:
         """Learn the source again, keeping the signalled addresses."""
         now = self._clock()
-        self.rtp.latch.relatch(now)
-        self.rtcp.latch.relatch(now)
+        self.rtp.relatch(now)
+        self.rtcp.relatch(now)
 
     def stats(self) -> LegStats:
         """A snapshot of the leg's counters."""
@@ -169,17 +178,17 @@ class RelayLeg:
             rtcp_packets_out=rtcp.packets_out,
             dropped=rtp.dropped + rtcp.dropped,
             send_errors=rtp.send_errors + rtcp.send_errors,
-            last_packet_at=rtp.latch.last_heard if rtp.heard else None,
-            remote_rtp=rtp.latch.remote,
-            remote_rtcp=rtcp.latch.remote,
-            latched=rtp.latch.latched,
+            last_packet_at=rtp.last_heard if rtp.packets_in else None,
+            remote_rtp=rtp.remote,
+            remote_rtcp=rtcp.remote,
+            latched=rtp.latched,
         )
 
-    def _follow_rtp(self) -> None:
+    def follow_rtp(self) -> None:
         """Point unlatched RTCP at the latched RTP source's port + 1, as Asterisk does."""
-        remote = self.rtp.latch.remote
-        if remote is not None and not self.rtcp.latch.latched:
-            self.rtcp.latch.remote = (remote[0], remote[1] + 1, *remote[2:])
+        remote = self.rtp.remote
+        if remote is not None and not self.rtcp.latched:
+            self.rtcp.remote = (remote[0], remote[1] + 1, *remote[2:])
 
 
 class RelaySession:
@@ -217,7 +226,6 @@ class RelaySession:
         self.rtp_timeout = rtp_timeout
         self.on_timeout = on_timeout
         self._clock = clock
-        self._transcoders: list[Transcoder | None] = [None, None]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timed_out = {"a": False, "b": False}
@@ -237,10 +245,9 @@ class RelaySession:
     def set_transcoding(
         self, a_to_b: Transcoder | None = None, b_to_a: Transcoder | None = None
     ) -> None:
-        """Rewrite packets per direction (None: relay unchanged)."""
-        self._transcoders = [a_to_b, b_to_a]
-        if self._loop is not None:
-            self._register(self._loop)
+        """Rewrite packets per direction (None: relay unchanged); takes effect at once."""
+        self.a.rtp.transcoder = a_to_b
+        self.b.rtp.transcoder = b_to_a
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Start relaying on ``loop`` (default: the running loop)."""
@@ -274,71 +281,44 @@ class RelaySession:
 
     def _register(self, loop: asyncio.AbstractEventLoop) -> None:
         a, b = self.a, self.b
-        a_to_b, b_to_a = self._transcoders
-        loop.add_reader(a.rtp.sock.fileno(), self._pump, a, a.rtp, b.rtp, a_to_b)
-        loop.add_reader(b.rtp.sock.fileno(), self._pump, b, b.rtp, a.rtp, b_to_a)
-        loop.add_reader(a.rtcp.sock.fileno(), self._pump, None, a.rtcp, b.rtcp, None)
-        loop.add_reader(b.rtcp.sock.fileno(), self._pump, None, b.rtcp, a.rtcp, None)
+        loop.add_reader(a.rtp.sock.fileno(), self._pump, a.rtp, b.rtp)
+        loop.add_reader(b.rtp.sock.fileno(), self._pump, b.rtp, a.rtp)
+        loop.add_reader(a.rtcp.sock.fileno(), self._pump, a.rtcp, b.rtcp)
+        loop.add_reader(b.rtcp.sock.fileno(), self._pump, b.rtcp, a.rtcp)
 
-    def _pump(
-        self,
-        leg: RelayLeg | None,
-        src: _Endpoint,
-        dst: _Endpoint,
-        transcoder: Transcoder | None,
-    ) -> None:
-        """Drain ``src`` and forward to ``dst``'s remote: the per-packet hot path."""
-        recvfrom = src.sock.recvfrom
-        sendto = dst.sock.sendto
-        latch = src.latch
+    def _pump(self, src: _Endpoint, dst: _Endpoint) -> None:
+        """Forward what ``src`` received to ``dst``'s remote: the per-packet hot path."""
+        data: bytes | bytearray
         now = self._clock()
         budget = _BATCH if now - src.woken < _HOT_GAP else 1
         src.woken = now
-        accepted = received_bytes = sent = sent_bytes = 0
+        transcoder = src.transcoder
         for _ in range(budget):
             try:
-                data, source = recvfrom(_MAX_DATAGRAM)
+                data, source = src.recvfrom(_MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
-                break
+                return
             except OSError as exc:  # e.g. an ICMP error queued on the socket
                 log.debug("relay receive error: %s", exc)
                 continue
-            if (source != latch.remote or not latch.latched) and not self._admit(
-                leg, latch, source, now
-            ):
+            if (source != src.remote or not src.latched) and not _admit(src, source, now):
                 src.dropped += 1
                 continue
-            accepted += 1
-            received_bytes += len(data)
-            target = dst.latch.remote
+            src.last_heard = now
+            src.packets_in += 1
+            src.bytes_in += len(data)
+            target = dst.remote
             if target is None:
                 continue
-            out = data if transcoder is None else transcoder.apply(data)
+            if transcoder is not None:
+                data = transcoder.apply(data)
             try:
-                sendto(out, target)
+                dst.sendto(data, target)
             except OSError:
                 dst.send_errors += 1
                 continue
-            sent += 1
-            sent_bytes += len(out)
-        if accepted:
-            latch.last_heard = now
-            src.heard = True
-            src.packets_in += accepted
-            src.bytes_in += received_bytes
-            dst.packets_out += sent
-            dst.bytes_out += sent_bytes
-
-    @staticmethod
-    def _admit(leg: RelayLeg | None, latch: Latch, source: SocketAddress, now: float) -> bool:
-        moved = source != latch.remote
-        if not latch.accept(source, now):
-            return False
-        if moved:
-            log.info("media latched to %s:%s", source[0], source[1])
-            if leg is not None:
-                leg._follow_rtp()
-        return True
+            dst.packets_out += 1
+            dst.bytes_out += len(data)
 
     def _schedule_check(self) -> None:
         if self.rtp_timeout > 0 and self._loop is not None and not self._closed:
@@ -348,7 +328,7 @@ class RelaySession:
     def _check_timeouts(self) -> None:
         now = self._clock()
         for leg in (self.a, self.b):
-            silent = now - leg.rtp.latch.last_heard >= self.rtp_timeout
+            silent = now - leg.rtp.last_heard >= self.rtp_timeout
             if silent and not self._timed_out[leg.name] and self.on_timeout is not None:
                 log.info("no RTP on leg %s for %.1f s", leg.name, self.rtp_timeout)
                 try:
@@ -357,3 +337,15 @@ class RelaySession:
                     log.exception("on_timeout handler failed")
             self._timed_out[leg.name] = silent
         self._schedule_check()
+
+
+def _admit(endpoint: _Endpoint, source: SocketAddress, now: float) -> bool:
+    """The latching decision for a packet not from the latched source (rare path)."""
+    moved = source != endpoint.remote
+    if not endpoint.accept(source, now):
+        return False
+    if moved:
+        log.info("media latched to %s:%s", source[0], source[1])
+        if endpoint.leg is not None:
+            endpoint.leg.follow_rtp()
+    return True

@@ -101,13 +101,22 @@ class CallManager:
         if leg is not None:
             leg.handle_ack(request)
 
-    def handle_cancel(self, request: Request, invite_key: ServerTransactionKey | None) -> Response:
-        """CANCEL (§9.2): 200 for the CANCEL, and the leg answers the INVITE 487."""
+    def handle_cancel(
+        self,
+        request: Request,
+        invite_key: ServerTransactionKey | None,
+        respond: Callable[[Response], None],
+    ) -> None:
+        """CANCEL (§9.2): 200 for the CANCEL first, then the leg answers the INVITE 487.
+
+        ``respond`` sends the CANCEL's own response; 481 when no INVITE matches.
+        """
         leg = self.invites.get(invite_key) if invite_key is not None else None
         if leg is None:
-            return make_response(request, 481)
+            respond(make_response(request, 481))
+            return
+        respond(make_response(request, 200))
         leg.handle_cancel()
-        return make_response(request, 200)
 
     def handle_response(self, key: ClientTransactionKey, response: Response) -> None:
         """A response of one of our client transactions."""

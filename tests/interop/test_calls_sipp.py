@@ -1,0 +1,278 @@
+"""Call flows through ``callway pbx`` driven by sipp, checking the exact responses.
+
+The caller (8005) runs a ``call_uac*.xml`` scenario that answers the PBX's
+401 challenge to the INVITE, as Asterisk's chan_pjsip issues one; the callee
+(8006) first registers with ``register_auth.xml`` and then runs a
+``call_uas*.xml`` scenario from the same port.  Each test compares the start
+lines each side received with what RFC 3261 and Asterisk prescribe.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.pbx_process import PbxProcess
+from tests.helpers.peers import SippResult, require_binary, run_sipp
+from tests.helpers.ports import free_port_pair_block
+from tests.interop.conftest import PbxFactory
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
+
+PCMU = ("0", "PCMU")
+PCMA = ("8", "PCMA")
+NOANSWER_EXTENSIONS = """\
+[from-external]
+exten => _80XX,1,NoOp()
+ same => n,Dial(PJSIP/${EXTEN},3)
+"""
+
+
+DEMO_WITH_HANGUP = """\
+[from-external]
+exten => _80XX,1,NoOp()
+ same => n,Dial(PJSIP/${EXTEN})
+ same => n,Hangup()
+"""
+
+
+def codec_keys(codec: tuple[str, str]) -> list[str]:
+    return ["-key", "codec_pt", codec[0], "-key", "codec_name", codec[1]]
+
+
+def register(pbx: PbxProcess, user: str, port: int, tmp_path: Path) -> None:
+    result = run_sipp(
+        "register_auth.xml",
+        f"127.0.0.1:{pbx.sip_port}",
+        local_port=port,
+        service=user,
+        extra_args=["-au", user, "-ap", user],
+        timeout=10,
+        trace_dir=tmp_path / f"sipp-register-{user}",
+    )
+    assert result.returncode == 0, result.describe()
+    assert pbx.wait_contacts(user), f"{user} not registered"
+
+
+@contextmanager
+def callee(
+    pbx: PbxProcess,
+    scenario: str,
+    tmp_path: Path,
+    *,
+    user: str = "8006",
+    extra: list[str] | None = None,
+) -> Iterator[Future[SippResult]]:
+    """Register ``user`` and run ``scenario`` as its UAS in the background."""
+    require_binary("sipp")
+    port = free_port_pair_block(1)
+    register(pbx, user, port, tmp_path)
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(
+            run_sipp,
+            scenario,
+            f"127.0.0.1:{pbx.sip_port}",
+            local_port=port,
+            service=user,
+            extra_args=[*codec_keys(PCMU), *(extra or [])],
+            timeout=20,
+            trace_dir=tmp_path / f"sipp-{scenario.removesuffix('.xml')}",
+        )
+        time.sleep(0.3)  # let sipp bind its port before the INVITE comes
+        yield future
+
+
+def caller(
+    pbx: PbxProcess,
+    scenario: str,
+    tmp_path: Path,
+    *,
+    callee_user: str = "8006",
+    codec: tuple[str, str] = PCMU,
+    extra: list[str] | None = None,
+) -> SippResult:
+    require_binary("sipp")
+    return run_sipp(
+        scenario,
+        f"127.0.0.1:{pbx.sip_port}",
+        service=callee_user,
+        extra_args=[
+            "-key",
+            "caller",
+            "8005",
+            "-au",
+            "8005",
+            "-ap",
+            "8005",
+            *codec_keys(codec),
+            *(extra or []),
+        ],
+        timeout=20,
+        trace_dir=tmp_path / f"sipp-{scenario.removesuffix('.xml')}",
+    )
+
+
+def finals(result: SippResult) -> list[str]:
+    """What sipp received, as ``start line (CSeq method)``.
+
+    100 Trying and retransmissions (same start line, CSeq and Via branch) are
+    left out.
+    """
+    lines: list[str] = []
+    seen: set[tuple[str, str, str]] = set()
+    for block in re.split(r"^-{10,}.*$", result.messages(), flags=re.MULTILINE):
+        head, _, rest = block.strip("\n").partition("\n")
+        if "message received" not in head:
+            continue
+        message = rest.lstrip("\n")
+        start = message.split("\n", 1)[0].strip()
+        cseq = _header(message, "CSeq")
+        key = (start, cseq, _header(message, "Via"))
+        if start.startswith("SIP/2.0 100") or key in seen:
+            continue
+        seen.add(key)
+        lines.append(f"{start} ({cseq.split()[-1] if cseq else '?'})")
+    return lines
+
+
+def _header(message: str, name: str) -> str:
+    match = re.search(rf"^{name}:\s*(.*)$", message, re.MULTILINE | re.IGNORECASE)
+    return match.group(1).strip() if match else ""
+
+
+def methods(result: SippResult) -> list[str]:
+    """The methods of the requests sipp received."""
+    return [line.split()[0] for line in finals(result) if not line.startswith("SIP/")]
+
+
+def ok(result: SippResult) -> None:
+    assert result.returncode == 0, result.describe()
+
+
+R401 = "SIP/2.0 401 Unauthorized (INVITE)"
+R180 = "SIP/2.0 180 Ringing (INVITE)"
+R200 = "SIP/2.0 200 OK (INVITE)"
+BYE_OK = "SIP/2.0 200 OK (BYE)"
+
+
+def test_answered_call_caller_hangs_up(pbx: PbxProcess, tmp_path: Path) -> None:
+    with callee(pbx, "call_uas.xml", tmp_path) as uas:
+        uac = caller(pbx, "call_uac.xml", tmp_path, extra=["-d", "500"])
+        b = uas.result()
+    ok(uac)
+    ok(b)
+    assert finals(uac) == [R401, R180, R200, BYE_OK], uac.describe()
+    assert methods(b) == ["INVITE", "ACK", "BYE"], b.describe()
+
+
+def test_answered_call_callee_hangs_up(pbx: PbxProcess, tmp_path: Path) -> None:
+    with callee(pbx, "call_uas_bye.xml", tmp_path, extra=["-d", "500"]) as uas:
+        uac = caller(pbx, "call_uac_callee_bye.xml", tmp_path)
+        b = uas.result()
+    ok(uac)
+    ok(b)
+    assert finals(uac)[:3] == [R401, R180, R200], uac.describe()
+    assert methods(uac) == ["BYE"], uac.describe()
+    assert finals(b) == [finals(b)[0], finals(b)[1], BYE_OK], b.describe()
+    assert methods(b) == ["INVITE", "ACK"], b.describe()
+
+
+def test_cancel_before_answer(pbx: PbxProcess, tmp_path: Path) -> None:
+    with callee(pbx, "call_uas_cancelled.xml", tmp_path) as uas:
+        uac = caller(pbx, "call_uac_cancel.xml", tmp_path)
+        b = uas.result()
+    ok(uac)
+    ok(b)
+    assert finals(uac) == [
+        R401, R180, "SIP/2.0 200 OK (CANCEL)", "SIP/2.0 487 Request Terminated (INVITE)"
+    ], uac.describe()  # fmt: skip
+    assert methods(b) == ["INVITE", "CANCEL", "ACK"], b.describe()
+
+
+def test_busy_callee_gives_486(pbx: PbxProcess, tmp_path: Path) -> None:
+    with callee(pbx, "call_uas_busy.xml", tmp_path) as uas:
+        uac = caller(pbx, "call_uac_rejected.xml", tmp_path)
+        b = uas.result()
+    ok(uac)
+    ok(b)
+    assert finals(uac) == [R401, "SIP/2.0 486 Busy Here (INVITE)"], uac.describe()
+    assert methods(b) == ["INVITE", "ACK"], b.describe()
+
+
+def test_no_answer_after_dial_timeout_gives_480(pbx_factory: PbxFactory, tmp_path: Path) -> None:
+    pbx = pbx_factory(extensions=NOANSWER_EXTENSIONS)
+    with callee(pbx, "call_uas_cancelled.xml", tmp_path) as uas:
+        started = time.monotonic()
+        uac = caller(pbx, "call_uac_rejected.xml", tmp_path)
+        elapsed = time.monotonic() - started
+        b = uas.result()
+    ok(uac)
+    ok(b)
+    assert finals(uac) == [R401, R180, "SIP/2.0 480 Temporarily Unavailable (INVITE)"], (
+        uac.describe()
+    )
+    assert 2.5 < elapsed < 6, elapsed
+    assert methods(b) == ["INVITE", "CANCEL", "ACK"], b.describe()
+
+
+def test_unknown_extension_gives_404(pbx: PbxProcess, tmp_path: Path) -> None:
+    uac = caller(pbx, "call_uac_rejected.xml", tmp_path, callee_user="9999")
+    ok(uac)
+    assert finals(uac) == [R401, "SIP/2.0 404 Not Found (INVITE)"], uac.describe()
+
+
+def test_unregistered_target_gives_503_like_asterisk(pbx: PbxProcess, tmp_path: Path) -> None:
+    """8006 has no contact: Dial ends CHANUNAVAIL and the seed dialplan has no next step.
+
+    Asterisk's autofallthrough then indicates congestion (``Auto fallthrough,
+    channel ... status is 'CHANUNAVAIL'``), which chan_pjsip sends as 503 on
+    an unanswered channel (``chan_pjsip_indicate``, AST_CONTROL_CONGESTION).
+    """
+    uac = caller(pbx, "call_uac_rejected.xml", tmp_path)
+    ok(uac)
+    assert finals(uac) == [R401, "SIP/2.0 503 Service Unavailable (INVITE)"], uac.describe()
+
+
+def test_unregistered_target_with_hangup_step_gives_480(
+    pbx_factory: PbxFactory, tmp_path: Path
+) -> None:
+    """An explicit ``Hangup()`` after Dial ends with the Dial's cause (20: 480)."""
+    pbx = pbx_factory(extensions=DEMO_WITH_HANGUP)
+    uac = caller(pbx, "call_uac_rejected.xml", tmp_path)
+    ok(uac)
+    assert finals(uac) == [R401, "SIP/2.0 480 Temporarily Unavailable (INVITE)"], uac.describe()
+
+
+def test_codec_mismatch_gives_488(pbx: PbxProcess, tmp_path: Path) -> None:
+    uac = caller(pbx, "call_uac_rejected.xml", tmp_path, codec=PCMA)
+    ok(uac)
+    assert finals(uac) == [R401, "SIP/2.0 488 Not Acceptable Here (INVITE)"], uac.describe()
+
+
+def test_hold_and_resume_reinvite(pbx: PbxProcess, tmp_path: Path) -> None:
+    with callee(pbx, "call_uas_hold.xml", tmp_path) as uas:
+        uac = caller(pbx, "call_uac_hold.xml", tmp_path)
+        b = uas.result()
+    ok(uac)
+    ok(b)
+    assert finals(uac) == [R401, R180, R200, R200, R200, BYE_OK], uac.describe()
+    assert methods(b) == ["INVITE", "ACK", "INVITE", "ACK", "INVITE", "ACK", "BYE"], b.describe()
+
+
+def test_reinvite_glare_gets_491_and_retry_succeeds(pbx: PbxProcess, tmp_path: Path) -> None:
+    with callee(pbx, "call_uas_glare.xml", tmp_path) as uas:
+        uac = caller(pbx, "call_uac_glare.xml", tmp_path)
+        b = uas.result()
+    ok(uac)
+    ok(b)
+    assert finals(uac) == [
+        R401, R180, R200, "SIP/2.0 491 Request Pending (INVITE)", R200, BYE_OK
+    ], uac.describe()  # fmt: skip
+    assert "SIP/2.0 491 Request Pending (INVITE)" in finals(b), b.describe()
+    assert methods(b) == ["INVITE", "ACK", "INVITE", "ACK", "INVITE", "ACK", "BYE"], b.describe()
