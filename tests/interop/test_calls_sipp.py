@@ -9,12 +9,15 @@ lines each side received with what RFC 3261 and Asterisk prescribe.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,6 +71,8 @@ def callee(
     *,
     user: str = "8006",
     extra: list[str] | None = None,
+    calls: int = 1,
+    timeout: float = 20,
 ) -> Iterator[Future[SippResult]]:
     """Register ``user`` and run ``scenario`` as its UAS in the background."""
     require_binary("sipp")
@@ -81,7 +86,8 @@ def callee(
             local_port=port,
             service=user,
             extra_args=[*codec_keys(PCMU), *(extra or [])],
-            timeout=20,
+            calls=calls,
+            timeout=timeout,
             trace_dir=tmp_path / f"sipp-{scenario.removesuffix('.xml')}",
         )
         time.sleep(0.3)  # let sipp bind its port before the INVITE comes
@@ -96,6 +102,8 @@ def caller(
     callee_user: str = "8006",
     codec: tuple[str, str] = PCMU,
     extra: list[str] | None = None,
+    calls: int = 1,
+    timeout: float = 20,
 ) -> SippResult:
     require_binary("sipp")
     return run_sipp(
@@ -113,7 +121,8 @@ def caller(
             *codec_keys(codec),
             *(extra or []),
         ],
-        timeout=20,
+        calls=calls,
+        timeout=timeout,
         trace_dir=tmp_path / f"sipp-{scenario.removesuffix('.xml')}",
     )
 
@@ -151,6 +160,19 @@ def methods(result: SippResult) -> list[str]:
     return [line.split()[0] for line in finals(result) if not line.startswith("SIP/")]
 
 
+def cdrs(pbx: PbxProcess, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """Rows of the PBX's ``cdr`` table once there are ``count`` (it flushes every 0.5 s)."""
+    deadline = time.monotonic() + timeout
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        with contextlib.suppress(sqlite3.Error, FileNotFoundError):
+            rows = [dict(r) for r in pbx.query("SELECT * FROM cdr ORDER BY id")]
+        if len(rows) >= count:
+            break
+        time.sleep(0.1)
+    return rows
+
+
 def ok(result: SippResult) -> None:
     assert result.returncode == 0, result.describe()
 
@@ -169,6 +191,10 @@ def test_answered_call_caller_hangs_up(pbx: PbxProcess, tmp_path: Path) -> None:
     ok(b)
     assert finals(uac) == [R401, R180, R200, BYE_OK], uac.describe()
     assert methods(b) == ["INVITE", "ACK", "BYE"], b.describe()
+    (cdr,) = cdrs(pbx)
+    assert (cdr["caller"], cdr["callee"], cdr["disposition"]) == ("8005", "8006", "ANSWERED")
+    assert cdr["start"] <= cdr["answer"] <= cdr["end"], cdr
+    assert cdr["duration"] >= cdr["billsec"] >= 0, cdr
 
 
 def test_answered_call_callee_hangs_up(pbx: PbxProcess, tmp_path: Path) -> None:
@@ -203,6 +229,8 @@ def test_busy_callee_gives_486(pbx: PbxProcess, tmp_path: Path) -> None:
     ok(b)
     assert finals(uac) == [R401, "SIP/2.0 486 Busy Here (INVITE)"], uac.describe()
     assert methods(b) == ["INVITE", "ACK"], b.describe()
+    (cdr,) = cdrs(pbx)
+    assert (cdr["disposition"], cdr["answer"], cdr["billsec"]) == ("BUSY", None, 0), cdr
 
 
 def test_no_answer_after_dial_timeout_gives_480(pbx_factory: PbxFactory, tmp_path: Path) -> None:
@@ -219,6 +247,8 @@ def test_no_answer_after_dial_timeout_gives_480(pbx_factory: PbxFactory, tmp_pat
     )
     assert 2.5 < elapsed < 6, elapsed
     assert methods(b) == ["INVITE", "CANCEL", "ACK"], b.describe()
+    (cdr,) = cdrs(pbx)
+    assert (cdr["disposition"], cdr["answer"]) == ("NO ANSWER", None), cdr
 
 
 def test_unknown_extension_gives_404(pbx: PbxProcess, tmp_path: Path) -> None:

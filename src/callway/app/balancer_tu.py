@@ -58,6 +58,9 @@ class Picker(Protocol):
     def call_ended(self, call_id: str) -> None:
         """A BYE for the call went through."""
 
+    def is_destination(self, source: Address) -> bool:
+        """True if ``source`` is one of the nodes (Kamailio's ``ds_is_from_list``)."""
+
 
 class Port(Protocol):
     """What the proxy needs from the SIP stack."""
@@ -176,7 +179,8 @@ class BalancerUser:
         self, key: ServerTransactionKey, request: Request, source: Address, now: float
     ) -> None:
         own_route = proxy.strip_own_route(request, self.me)
-        if own_route is None and proxy.is_initial(request):
+        from_node = self.picker.is_destination(source)
+        if own_route is None and proxy.is_initial(request) and not from_node:
             candidates = self.picker.candidates(request, now)
             if not candidates:
                 self.stats["no_destination"] += 1
@@ -190,7 +194,7 @@ class BalancerUser:
             candidates = [("", hop)]
         proxy.decrement_max_forwards(request)
         proxy.detect_loop(request, self.me, BRANCH_PREFIX)
-        if request.method == "REGISTER":
+        if request.method == "REGISTER" and not from_node:
             proxy.add_path(request, self.me, source)
         else:
             proxy.add_record_route(request, self.me)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from callway import __version__
 from callway.app.b2bua.manager import CallManager
-from callway.app.b2bua.service import CallService
+from callway.app.b2bua.service import CallService, cdr_writer
 from callway.app.pbx_tu import PbxTransactionUser
 from callway.config.defaults import DEMO_EXTENSIONS_CONF
 from callway.config.errors import ConfigError
@@ -33,6 +33,7 @@ from callway.pbx.dialplan_model import Dialplan
 from callway.pbx.location import Location
 from callway.pbx.model import PjsipConfig
 from callway.pbx.registrar import Registrar
+from callway.store.cdr import SqliteCdrStore
 from callway.store.sqlite import SqliteLocationStore
 from callway.transport.stack import SipStack
 
@@ -122,6 +123,8 @@ class PbxApp:
             manager=self.manager,
             pool=self.pool,
         )
+        self.cdr = SqliteCdrStore(settings.state_dir / "callway.sqlite")
+        self.calls.on_record.append(cdr_writer(self.cdr))
         self.stack.tu = PbxTransactionUser(
             self.core, self.calls, self.manager, self.stack.transactions
         )
@@ -154,6 +157,7 @@ class PbxApp:
                 log.info("contact %s of %s expired", binding.uri, binding.aor)
             try:
                 self.store.flush()
+                self.cdr.flush()
             except Exception:
                 log.exception("cannot write %s", self.store.path)
 
@@ -173,6 +177,12 @@ class PbxApp:
         log.info("configuration reloaded")
         return True
 
+    def log_stats(self) -> None:
+        """SIGUSR1: one ``stats:`` line of live counts (leak checks, operators)."""
+        counts = self.calls.stats()
+        counts["transactions"] = self.stack.transactions.active_transactions
+        log.info("stats: %s", " ".join(f"{k}={v}" for k, v in counts.items()))
+
     async def stop(self) -> None:
         """Close sockets and flush the store."""
         if self._tick_task is not None:
@@ -181,6 +191,7 @@ class PbxApp:
                 await self._tick_task
         await self.stack.close()
         self.store.close()
+        self.cdr.close()
 
     async def run(self) -> None:
         """Serve until SIGINT/SIGTERM; SIGHUP reloads."""
@@ -189,6 +200,7 @@ class PbxApp:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopped.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGUSR1, self.log_stats)
         await self._stopped.wait()
         log.info("stopping")
         await self.stop()

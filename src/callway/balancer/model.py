@@ -11,7 +11,7 @@ These are the contracts a Kamailio operator already knows from the
 * :class:`Algorithm` carries the numbers ``ds_select_dst(set, alg)`` takes;
 * :class:`ProbeSettings` the prober's module parameters (``ds_ping_interval``,
   ``ds_probing_threshold``, ``ds_inactive_threshold``, ``ds_ping_reply_codes``,
-  ``ds_probing_mode``).
+  ``ds_probing_mode``); the prober's events and status snapshots are here too.
 
 Everything here is plain data: no I/O, no clock.
 """
@@ -29,8 +29,12 @@ __all__ = [
     "Algorithm",
     "DestState",
     "Destination",
+    "DestinationDown",
+    "DestinationStatus",
+    "DestinationUp",
     "DispatcherSet",
     "ProbeSettings",
+    "ProberEvent",
     "ProbingMode",
     "ReplyCodes",
     "UnsupportedAlgorithmError",
@@ -323,3 +327,58 @@ class ProbeSettings:
         if self.probing_threshold < 1 or self.inactive_threshold < 1:
             raise ValueError("probing and inactive thresholds must be at least 1")
         object.__setattr__(self, "probing_mode", ProbingMode(self.probing_mode))
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationDown:
+    """A destination stopped being selectable (``dispatcher:dst-down``)."""
+
+    setid: int
+    uri: str
+    old: DestState
+    new: DestState
+    now: float
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationUp:
+    """A destination became selectable again (``dispatcher:dst-up``)."""
+
+    setid: int
+    uri: str
+    old: DestState
+    new: DestState
+    now: float
+    cause: str
+
+
+ProberEvent = DestinationUp | DestinationDown
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationStatus:
+    """A snapshot of one destination for the console and the admin API."""
+
+    setid: int
+    uri: str
+    flags: DestState
+    priority: int
+    probing_count: int
+    probes_sent: int
+    probes_ok: int
+    probes_failed: int
+    request_failures: int
+    last_status: int | None
+    last_change: float | None
+    probe_pending: bool
+
+    @property
+    def letters(self) -> str:
+        """Kamailio's two-letter state (``AP``, ``IX``, ``DX`` ...)."""
+        return self.flags.state_letters()
+
+    @property
+    def usable(self) -> bool:
+        """True if selection may pick this destination now."""
+        return self.flags.usable

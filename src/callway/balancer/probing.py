@@ -45,8 +45,12 @@ from dataclasses import dataclass, field
 from callway.balancer.model import (
     STATE_BITS,
     Destination,
+    DestinationDown,
+    DestinationStatus,
+    DestinationUp,
     DestState,
     DispatcherSet,
+    ProberEvent,
     ProbeSettings,
     ProbingMode,
 )
@@ -85,10 +89,12 @@ def next_state(
     """
     sticky = old & _STICKY
     state = requested & STATE_BITS & ~_STICKY
+    if state & DestState.DISABLED:
+        return DestState.DISABLED | sticky, 0
     if state & DestState.TRYING and old & DestState.INACTIVE:
         # An inactive destination must come back up before it can be "trying".
         state = (state & ~DestState.TRYING) | DestState.INACTIVE
-    flags = DestState.DISABLED if state & DestState.DISABLED else state
+    flags = state
     if state & DestState.TRYING:
         count += 1
         if force or count >= settings.probing_threshold:
@@ -103,56 +109,6 @@ def next_state(
     else:
         count = 0
     return flags | sticky, count
-
-
-@dataclass(frozen=True, slots=True)
-class DestinationDown:
-    """A destination stopped being selectable (``dispatcher:dst-down``)."""
-
-    setid: int
-    uri: str
-    old: DestState
-    new: DestState
-    now: float
-    cause: str
-
-
-@dataclass(frozen=True, slots=True)
-class DestinationUp:
-    """A destination became selectable again (``dispatcher:dst-up``)."""
-
-    setid: int
-    uri: str
-    old: DestState
-    new: DestState
-    now: float
-    cause: str
-
-
-ProberEvent = DestinationUp | DestinationDown
-
-
-@dataclass(frozen=True, slots=True)
-class DestinationStatus:
-    """A snapshot of one destination for the console and the admin API."""
-
-    setid: int
-    uri: str
-    flags: DestState
-    priority: int
-    probing_count: int
-    probes_sent: int
-    probes_ok: int
-    probes_failed: int
-    request_failures: int
-    last_status: int | None
-    last_change: float | None
-    probe_pending: bool
-
-    @property
-    def letters(self) -> str:
-        """Kamailio's two-letter state (``AP``, ``IX``, ``DX`` ...)."""
-        return self.flags.state_letters()
 
 
 @dataclass(slots=True)
@@ -240,17 +196,27 @@ class Prober:
 
     def states(self) -> list[DestinationStatus]:
         """Every destination with its state and counters, by set then selection order."""
+        pending = {id(entry) for entry in self._pending_entries()}
         result = []
         for setid in sorted(self._sets):
             for dest in self._sets[setid].destinations:
                 e = self._entries[(setid, dest.uri.casefold())]
                 result.append(
                     DestinationStatus(
-                        setid, dest.uri, e.flags, dest.priority, e.count, e.probes_sent,
-                        e.probes_ok, e.probes_failed, e.request_failures, e.last_status,
-                        e.last_change, any(p is e for p in self._pending_entries()),
+                        setid=setid,
+                        uri=dest.uri,
+                        flags=e.flags,
+                        priority=dest.priority,
+                        probing_count=e.count,
+                        probes_sent=e.probes_sent,
+                        probes_ok=e.probes_ok,
+                        probes_failed=e.probes_failed,
+                        request_failures=e.request_failures,
+                        last_status=e.last_status,
+                        last_change=e.last_change,
+                        probe_pending=id(e) in pending,
                     )
-                )  # fmt: skip
+                )
         return result
 
     def next_event(self) -> ProberEvent | None:

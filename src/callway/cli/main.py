@@ -82,6 +82,19 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     return exit_code(result, args.nagios)
 
 
+def _cmd_balancer(args: argparse.Namespace) -> int:
+    from callway.app.balancer import BalancerApp, balancer_settings
+
+    try:
+        settings = balancer_settings(args)
+        app = BalancerApp(settings)
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"callway balancer: configuration error: {exc}", file=sys.stderr)
+        return 78
+    _run(app.run)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="callway", description="callway VoIP system")
@@ -95,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=0, help="SIP port (default 5061, as the seed)")
     demo.add_argument("--state-dir", help="where registrations are kept (default ./var/demo)")
     demo.set_defaults(func=_cmd_demo)
+    bal = sub.add_parser("balancer", help="run a SIP load balancer from dispatcher.list")
+    bal.add_argument("-c", "--config", help="directory with dispatcher.list and callway.toml")
+    bal.add_argument("--listen", action="append", help="udp:IP:PORT or tcp:IP:PORT (repeatable)")
+    bal.add_argument("--list", help="dispatcher.list file")
+    bal.add_argument("--set", type=int, help="destination set id (default 1)")
+    bal.add_argument("--algorithm", type=int, help="Kamailio algorithm number (default 9)")
+    bal.add_argument("--ping-interval", type=float, help="OPTIONS probing interval, seconds")
+    bal.add_argument("--advertise", help="address put in Via/Record-Route/Path (e.g. the VIP)")
+    bal.set_defaults(func=_cmd_balancer)
     probe = sub.add_parser(
         "probe",
         help="send SIP OPTIONS; exit like sipsak (0 = 200, 1 = other reply, 2 = local error,"

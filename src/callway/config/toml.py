@@ -46,15 +46,44 @@ class AuthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BalancerToml:
+    """``[balancer]``: what Kamailio's cfg says with listen= and modparam()."""
+
+    listen: tuple[str, ...] = ()
+    list_file: str = "dispatcher.list"
+    set: int = 1
+    algorithm: int = 9
+    advertise: str = ""
+    ping_interval: float = 10.0
+    ping_timeout: float = 5.0
+    probing_threshold: int = 1
+    inactive_threshold: int = 1
+    ping_reply_codes: str = ""
+    probing_mode: int = 0
+    alert_url: str = ""
+    alert_secret: str = ""
+
+    def __post_init__(self) -> None:
+        listen = self.listen
+        object.__setattr__(self, "listen", (listen,) if isinstance(listen, str) else tuple(listen))
+
+
+@dataclass(frozen=True, slots=True)
 class CallwaySettings:
     """The whole file."""
 
     rtp: RtpSettings = field(default_factory=RtpSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    balancer: BalancerToml = field(default_factory=BalancerToml)
 
 
-_SECTIONS: dict[str, type] = {"rtp": RtpSettings, "admin": AdminSettings, "auth": AuthSettings}
+_SECTIONS: dict[str, type] = {
+    "rtp": RtpSettings,
+    "admin": AdminSettings,
+    "auth": AuthSettings,
+    "balancer": BalancerToml,
+}
 
 
 def parse_settings(text: str, filename: str = "callway.toml") -> CallwaySettings:

@@ -3,18 +3,18 @@
 Each of the two legs (A, B) owns an RTP and an RTCP socket at the PBX (a
 :class:`~callway.media.ports.PortPair`).  What arrives on leg A's RTP socket
 leaves from leg B's RTP socket to B's remote address, and the other way
-round; RTCP likewise.  Where each leg's media goes is decided by a
-:class:`~callway.rtp.latch.Latch` per socket (signalled address, then
-symmetric-RTP latching, RFC 4961), and an optional
-:class:`~callway.rtp.transcode.Transcoder` per RTP direction rewrites
-payload types and G.711 laws.
+round; RTCP likewise.  Each socket's endpoint is a
+:class:`~callway.rtp.latch.Latch`, which decides where that leg's media goes
+(the signalled address, then symmetric-RTP latching, RFC 4961), and an
+optional :class:`~callway.rtp.transcode.Transcoder` per RTP direction
+rewrites payload types and G.711 laws.
 
 The hot path is a reader callback per socket (``loop.add_reader``) that
 reads with ``recvfrom`` and forwards each datagram with one ``sendto``: per
 packet one comparison decides the source is the latched one, and the only
-allocations are the received bytes and address tuple.  Counters are summed
-per wakeup, the clock is read once per wakeup, and the RTP timeout is checked
-by a periodic timer, not per packet.
+allocations are the received bytes and address tuple.  The clock is read
+once per wakeup, counters are slot increments on the endpoint, and the RTP
+timeout is checked by a periodic timer, not per packet.
 
 The batch is adaptive.  At RTP rates (one packet per socket every 20 ms)
 nearly every wakeup finds one datagram, and the ``recvfrom`` that ends a

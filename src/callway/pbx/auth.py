@@ -33,6 +33,22 @@ from callway.sip.uri import SipURI
 _DUMMY_PASSWORD = secrets.token_hex(16)
 
 
+def config_secret(config: PjsipConfig) -> bytes:
+    """A nonce key every PBX node with the same pjsip.conf derives alike.
+
+    Behind a balancer the credentials of a request may reach another node
+    than the one that challenged it (Kamailio's algorithm 9 picks per
+    request); a shared key lets any node verify any node's nonce (RFC 7616
+    §3.3 leaves the nonce's construction to the server).  The key is secret
+    as long as the passwords are.
+    """
+    material = hashlib.sha256(b"callway-nonce-v1")
+    for name in sorted(config.auths):
+        auth = config.auths[name]
+        material.update(f"{name}\0{auth.username}\0{auth.password}\0{auth.md5_cred}\0".encode())
+    return material.digest()
+
+
 @dataclass(slots=True)
 class AuthOutcome:
     """Who sent the request, or the response that ends its processing."""
@@ -58,7 +74,7 @@ class Authenticator:
         self.realm = config.global_.default_realm or "asterisk"
         # RFC 8760 §2.4: one challenge per algorithm, the preferred (strongest) first.
         self.algorithms = algorithms
-        self.nonces = NonceManager(secret or secrets.token_bytes(32), lifetime=nonce_lifetime)
+        self.nonces = NonceManager(secret or config_secret(config), lifetime=nonce_lifetime)
         # A user is banned at one source address after 3 bad passwords a
         # minute (fail2ban's spirit; keyed by source so an attacker cannot lock
         # out the real phone); a source address, which may be a NAT shared by

@@ -69,6 +69,7 @@ class Channel:
         self.answered_at: float | None = None
         self.disposition = "NO ANSWER"
         self.peer = ""
+        self.dialstatus = ""
         leg.listener = None
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -124,7 +125,9 @@ class Channel:
     async def _perform(self, action: Action) -> DialResult | dict[str, str] | None:
         """Execute one action; the result goes back to the runner."""
         if isinstance(action, Dial):
-            return await Dialer(self, action).run()
+            result = await Dialer(self, action).run()
+            self.dialstatus = result.status
+            return result
         if isinstance(action, Answer):
             await self._sleep(action.delay)
             self.answer()
@@ -145,7 +148,8 @@ class Channel:
             self._hangup(486)
             await self._sleep(action.timeout or 0)
         elif isinstance(action, Congestion):
-            self._hangup(503)
+            # Congestion after an unreachable target: 480, as chan_pjsip answers then.
+            self._hangup(480 if self.dialstatus == "CHANUNAVAIL" else 503)
             await self._sleep(action.timeout or 0)
         else:
             log.warning("%s: %s is not supported yet", self.name, type(action).__name__)

@@ -55,6 +55,11 @@ class CallManager:
 
     # -- bookkeeping -------------------------------------------------------------
 
+    @property
+    def pending_requests(self) -> int:
+        """Client transactions still waiting for their final response."""
+        return len(self._handlers)
+
     def add_dialog(self, call_id: str, local_tag: str, leg: Leg) -> None:
         """Make in-dialog requests with this Call-ID and To tag reach ``leg``."""
         self.dialogs[(call_id, local_tag)] = leg

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from callway.app.b2bua.channel import Channel
@@ -28,6 +29,7 @@ from callway.pbx.model import PjsipConfig
 from callway.sip.message import Request, make_response
 from callway.sip.transaction import ServerTransactionKey
 from callway.sip.uri import SipURI
+from callway.store.cdr import CdrRow, SqliteCdrStore
 
 log = logging.getLogger("callway.calls")
 
@@ -45,6 +47,27 @@ class CallRecord:
     disposition: str
     duration: int
     billsec: int
+
+
+def cdr_writer(store: SqliteCdrStore) -> Callable[[CallRecord], None]:
+    """An ``on_record`` callback that queues each CDR in the SQLite ``cdr`` table."""
+
+    def write(record: CallRecord) -> None:
+        store.add(
+            CdrRow(
+                uniqueid=record.uniqueid,
+                caller=record.src,
+                callee=record.dst,
+                start=record.start,
+                answer=record.answer,
+                end=record.end,
+                disposition=record.disposition,
+                duration=record.duration,
+                billsec=record.billsec,
+            )
+        )
+
+    return write
 
 
 class CallService:
@@ -68,9 +91,20 @@ class CallService:
         self.pool = pool
         self.channels: dict[str, Channel] = {}
         self.records: list[CallRecord] = []
-        self.on_record: list[object] = []
+        self.on_record: list[Callable[[CallRecord], None]] = []
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def stats(self) -> dict[str, int]:
+        """Live counts for leak checks: what must drop to zero once calls end."""
+        return {
+            "channels": len(self.channels),
+            "dialogs": len(self.manager.dialogs),
+            "invites": len(self.manager.invites),
+            "client_requests": self.manager.pending_requests,
+            "rtp_pairs": self.pool.in_use,
+            "tasks": len(self._tasks),
+        }
 
     def handle_invite(self, key: ServerTransactionKey, request: Request, source: Address) -> None:
         """An INVITE outside any dialog: authenticate, then start a channel."""
@@ -126,9 +160,7 @@ class CallService:
         media = channel.media
         assert media is not None
         leg = media.relay.leg("a")
-        player = RtpPlayer(
-            leg.pair.rtp.sendto, lambda: leg.remote_rtp, media.codec("a") or "ulaw"
-        )
+        player = RtpPlayer(leg.pair.rtp.sendto, lambda: leg.remote_rtp, media.codec("a") or "ulaw")
         stop = channel.leg.ended
         if isinstance(action, MusicOnHold):
             return await self._music(player, action, stop)
@@ -171,5 +203,8 @@ class CallService:
         self.records.append(record)
         del self.records[:-1000]
         for callback in self.on_record:
-            callback(record)  # type: ignore[operator]
+            try:
+                callback(record)
+            except Exception:
+                log.exception("CDR writer failed for %s", channel.name)
         log.info("call %s ended: %s", channel.name, record.disposition)

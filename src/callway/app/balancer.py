@@ -1,0 +1,325 @@
+"""Composition root of ``callway balancer``: dispatcher.list -> a SIP load balancer.
+
+Wires the sans-I/O dispatcher (algorithms, prober) and proxy rules to the
+SIP stack: one or more listening sockets, OPTIONS probes sent as client
+transactions whose answers go to the prober, up/down events logged (and
+posted to an alert webhook when configured).  SIGHUP reloads
+``dispatcher.list``; a broken list is reported with its line number and the
+old one stays in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from callway import __version__
+from callway.app.alerts import AlertSender
+from callway.app.balancer_tu import BalancerUser
+from callway.balancer.algorithms import RequestFacts, SelectorState, select_destinations
+from callway.balancer.model import (
+    Algorithm,
+    DispatcherSet,
+    ProbeSettings,
+    ProbingMode,
+    ReplyCodes,
+)
+from callway.balancer.probing import DestinationDown, DestinationUp, Prober
+from callway.balancer.proxy import Identity, name_addr_uri, uri_address
+from callway.config.dispatcher import load_dispatcher_list
+from callway.config.errors import ConfigError
+from callway.config.toml import CallwaySettings, load_settings
+from callway.core.address import Address
+from callway.sip.digest import parse_auth_header
+from callway.sip.errors import ParseError
+from callway.sip.message import Request
+from callway.sip.transaction import (
+    ClientTransactionKey,
+    ResponseReceived,
+    TransactionEvent,
+    TransactionTimeout,
+    new_branch,
+)
+from callway.sip.uri import SipURI, parse_uri
+from callway.transport.stack import SipStack
+
+log = logging.getLogger("callway.balancer")
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """``udp:IP:PORT`` / ``tcp:IP:PORT`` (Kamailio's ``listen=``)."""
+
+    transport: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Listen:
+        """Parse Kamailio's listen syntax; ``udp`` when no protocol is given."""
+        parts = text.split(":")
+        if len(parts) == 2:
+            parts = ["udp", *parts]
+        if len(parts) != 3 or parts[0] not in ("udp", "tcp") or not parts[2].isdigit():
+            raise ValueError(f"bad listen address {text!r} (expected udp:IP:PORT or tcp:IP:PORT)")
+        return cls(parts[0], parts[1], int(parts[2]))
+
+
+@dataclass(frozen=True, slots=True)
+class BalancerSettings:
+    """Everything ``callway balancer`` needs to start."""
+
+    listens: tuple[Listen, ...]
+    list_path: Path
+    setid: int = 1
+    algorithm: int = 9
+    probe: ProbeSettings = field(default_factory=lambda: ProbeSettings(interval=10.0))
+    advertise: str = ""
+    alert_url: str = ""
+    alert_secret: str = ""
+
+
+def balancer_settings(args: object) -> BalancerSettings:
+    """Settings from ``-c DIR`` (callway.toml [balancer]) overridden by command-line flags."""
+    config_dir = getattr(args, "config", None)
+    toml = CallwaySettings()
+    base = Path(config_dir).resolve() if config_dir else Path.cwd()
+    if config_dir:
+        path = base / "callway.toml"
+        toml = load_settings(path if path.is_file() else None)
+    b = toml.balancer
+    listens = getattr(args, "listen", None) or list(b.listen)
+    list_file = getattr(args, "list", None) or str(base / b.list_file)
+    reply_codes = ReplyCodes.parse(b.ping_reply_codes) if b.ping_reply_codes else ReplyCodes()
+    interval = getattr(args, "ping_interval", None)
+    probe = ProbeSettings(
+        interval=b.ping_interval if interval is None else interval,
+        probing_threshold=b.probing_threshold,
+        inactive_threshold=b.inactive_threshold,
+        reply_codes=reply_codes,
+        probing_mode=ProbingMode(b.probing_mode),
+        timeout=b.ping_timeout,
+    )
+    setid = getattr(args, "set", None)
+    algorithm = getattr(args, "algorithm", None)
+    return BalancerSettings(
+        listens=tuple(Listen.parse(text) for text in listens),
+        list_path=Path(list_file),
+        setid=b.set if setid is None else setid,
+        algorithm=b.algorithm if algorithm is None else algorithm,
+        probe=probe,
+        advertise=getattr(args, "advertise", None) or b.advertise,
+        alert_url=b.alert_url,
+        alert_secret=b.alert_secret,
+    )
+
+
+class DispatcherPicker:
+    """The dispatcher as the proxy sees it: candidates for a request, failure reports."""
+
+    def __init__(self, sets: dict[int, DispatcherSet], settings: BalancerSettings) -> None:
+        self.settings = settings
+        self.prober = Prober(sets, settings.probe, first_round=time.time())
+        self.state = SelectorState(flags_of=self.prober.flags_of)
+        self.rng = random.Random()
+        self.algorithm = Algorithm.parse(settings.algorithm)
+
+    def candidates(self, request: Request, now: float) -> list[tuple[str, Address]]:
+        """Destinations to try, first the chosen one (ds_select_dst + ds_next_dst)."""
+        dset = self.prober.sets.get(self.settings.setid)
+        if dset is None:
+            return []
+        algorithm = self.algorithm
+        if request.method == "REGISTER":
+            algorithm = Algorithm.HASH_TO_URI  # one user's registrations stay on one node
+        chosen = select_destinations(
+            dset, algorithm, _facts(request), self.state, now, self.rng
+        )
+        out = []
+        for dest in chosen:
+            uri = parse_uri(dest.uri)
+            if isinstance(uri, SipURI):
+                out.append((dest.uri, uri_address(uri)))
+        return out
+
+    def failed(self, uri: str, now: float) -> None:
+        """A relayed request timed out or got 5xx: mark the node trying/probing."""
+        self.prober.on_request_failure(uri, now)
+
+    def call_started(self, uri: str, call_id: str) -> None:
+        """Count the call against its node (algorithm 10)."""
+        dset = self.prober.sets.get(self.settings.setid)
+        dest = dset.find(uri) if dset is not None else None
+        if dest is not None:
+            self.state.call_load.call_started(dest.load_key, call_id, time.time())
+
+    def call_ended(self, call_id: str) -> None:
+        """The call's BYE went through."""
+        self.state.call_load.call_ended(call_id)
+
+    def is_destination(self, source: Address) -> bool:
+        """Kamailio's ``ds_is_from_list()``: the request comes from one of the nodes."""
+        for dset in self.prober.sets.values():
+            for dest in dset.destinations:
+                if dest.host == source.host and (dest.port or 5060) == source.port:
+                    return True
+        return False
+
+
+def _facts(request: Request) -> RequestFacts:
+    try:
+        auth_user = ""
+        for value in request.get_all("authorization") + request.get_all("proxy-authorization"):
+            auth_user = parse_auth_header(value).params.get("username", "")
+            break
+        uri = request.uri
+        return RequestFacts(
+            call_id=request.call_id,
+            from_uri=name_addr_uri(request.get("from") or ""),
+            to_uri=name_addr_uri(request.get("to") or ""),
+            ruri_user=(uri.user or "") if isinstance(uri, SipURI) else "",
+            auth_user=auth_user,
+        )
+    except (ParseError, ValueError):
+        return RequestFacts(call_id=request.get("call-id") or "")
+
+
+class BalancerApp:
+    """A running balancer node."""
+
+    def __init__(self, settings: BalancerSettings) -> None:
+        if not settings.listens:
+            raise ConfigError("callway.toml", 0, "the balancer needs at least one listen address")
+        self.settings = settings
+        self.sets = load_dispatcher_list(settings.list_path)
+        if settings.setid not in self.sets:
+            log.warning("set %d is not in %s: every call gets 404", settings.setid,
+                        settings.list_path)  # fmt: skip
+        self.picker = DispatcherPicker(self.sets, settings)
+        first = settings.listens[0]
+        host = settings.advertise or first.host
+        aliases = frozenset({lst.host for lst in settings.listens} | {host})
+        self.identity = Identity(host, first.port, first.transport, aliases)
+        self.stack = SipStack()
+        self.proxy = BalancerUser(
+            self.stack, self.identity, self.picker, clock=time.time,
+            server_header=f"callway balancer {__version__}",
+        )  # fmt: skip
+        self.alerts = AlertSender(settings.alert_url, settings.alert_secret)
+        self._probes: dict[ClientTransactionKey, str] = {}
+        self.stack.tu = self
+        self._stopped = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- TU: probe answers go to the prober, the rest to the proxy ---------------------------
+
+    def handle_event(self, event: TransactionEvent, now: float) -> None:
+        """Route one transaction event."""
+        if isinstance(event, ResponseReceived) and event.key in self._probes:
+            if event.response.status >= 200:
+                uri = self._probes.pop(event.key)
+                self.picker.prober.on_reply(uri, event.response.status, now)
+            return
+        if isinstance(event, TransactionTimeout) and event.key in self._probes:
+            self.picker.prober.on_timeout(self._probes.pop(event.key), now)
+            return
+        self.proxy.handle_event(event, now)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind every listen address and start probing."""
+        loop = asyncio.get_running_loop()
+        bound = []
+        for listen in self.settings.listens:
+            if listen.transport == "udp":
+                endpoint = self.stack.add_udp(listen.host, listen.port)
+                bound.append(f"udp:{listen.host}:{endpoint.port}")
+            else:
+                server = await self.stack.add_tcp(listen.host, listen.port)
+                bound.append(f"tcp:{listen.host}:{server.port}")
+        self.stack.start(loop)
+        self._tasks.append(loop.create_task(self._probe_loop()))
+        log.info("callway balancer ready: %s (set %d, algorithm %d)", " ".join(bound),
+                 self.settings.setid, self.settings.algorithm)  # fmt: skip
+
+    async def _probe_loop(self) -> None:
+        prober = self.picker.prober
+        while True:
+            now = time.time()
+            prober.handle_timer(now)
+            for dest in prober.probes_to_send():
+                self._send_probe(dest.uri)
+            while (event := prober.next_event()) is not None:
+                self._announce(event)
+            deadline = prober.get_timer()
+            delay = 1.0 if deadline is None else min(1.0, max(0.01, deadline - time.time()))
+            await asyncio.sleep(delay)
+
+    def _send_probe(self, dest_uri: str) -> None:
+        uri = parse_uri(dest_uri)
+        if not isinstance(uri, SipURI):
+            return
+        me = self.identity
+        settings = self.settings.probe
+        via = f"SIP/2.0/{me.transport.upper()} {me.host}:{me.port};branch={new_branch()};rport"
+        request = Request(
+            settings.method,
+            str(uri),
+            [
+                ("Via", via),
+                ("Max-Forwards", "70"),
+                ("From", f"<{settings.ping_from}>;tag={secrets.token_hex(4)}"),
+                ("To", f"<{uri}>"),
+                ("Call-ID", f"{secrets.token_hex(10)}@{me.host}"),
+                ("CSeq", f"1 {settings.method}"),
+                ("User-Agent", f"callway balancer {__version__}"),
+            ],
+        )
+        key = self.stack.send_request(request, uri_address(uri))
+        assert isinstance(key, ClientTransactionKey)
+        self._probes[key] = dest_uri
+
+    def _announce(self, event: DestinationUp | DestinationDown) -> None:
+        if isinstance(event, DestinationDown):
+            log.warning("destination %s is DOWN (%s)", event.uri, event.cause)
+        else:
+            log.warning("destination %s is UP again", event.uri)
+        self.alerts.send(event)
+
+    def reload(self) -> bool:
+        """Re-read dispatcher.list; keep the old list when the new one is broken."""
+        try:
+            sets = load_dispatcher_list(self.settings.list_path)
+        except (ConfigError, OSError) as exc:
+            log.error("reload failed, keeping the running list: %s", exc)
+            return False
+        self.picker.prober.reload(sets)
+        log.info("dispatcher list reloaded: %d sets", len(sets))
+        return True
+
+    async def stop(self) -> None:
+        """Close sockets and tasks."""
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.stack.close()
+        await self.alerts.close()
+
+    async def run(self) -> None:
+        """Serve until SIGINT/SIGTERM; SIGHUP reloads dispatcher.list."""
+        loop = asyncio.get_running_loop()
+        await self.start()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stopped.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        await self._stopped.wait()
+        await self.stop()

@@ -1,0 +1,101 @@
+"""Call detail records in the embedded SQLite store (table ``cdr``).
+
+One row per call, with the fields Asterisk's ``cdr_sqlite3_custom`` module
+is usually configured to write: caller, callee, start, answer, end
+(Unix times; ``answer`` is NULL for an unanswered call), disposition
+(``ANSWERED``, ``NO ANSWER``, ``BUSY``, ``FAILED``), duration and billsec
+(whole seconds from start and from answer to end).
+
+Rows are queued and committed together by :meth:`SqliteCdrStore.flush`,
+which the PBX shell calls with the location store's flush (a few times a
+second and on shutdown), so a burst of calls costs one transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["CdrRow", "SqliteCdrStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cdr (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uniqueid TEXT NOT NULL,
+    caller TEXT NOT NULL,
+    callee TEXT NOT NULL,
+    "start" REAL NOT NULL,
+    "answer" REAL,
+    "end" REAL NOT NULL,
+    disposition TEXT NOT NULL,
+    duration INTEGER NOT NULL,
+    billsec INTEGER NOT NULL
+)
+"""
+
+_COLUMNS = 'uniqueid, caller, callee, "start", "answer", "end", disposition, duration, billsec'
+_INSERT = f"INSERT INTO cdr ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+@dataclass(frozen=True, slots=True)
+class CdrRow:
+    """One call as stored."""
+
+    uniqueid: str
+    caller: str
+    callee: str
+    start: float
+    answer: float | None
+    end: float
+    disposition: str
+    duration: int
+    billsec: int
+
+
+class SqliteCdrStore:
+    """Appends CDRs to the ``cdr`` table of an SQLite file."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(_SCHEMA)
+        self._pending: list[CdrRow] = []
+
+    def add(self, row: CdrRow) -> None:
+        """Queue one record (written by the next :meth:`flush`)."""
+        self._pending.append(row)
+
+    def flush(self) -> int:
+        """Commit the queued records in one transaction; return how many."""
+        if not self._pending:
+            return 0
+        pending, self._pending = self._pending, []
+        values = [
+            (r.uniqueid, r.caller, r.callee, r.start, r.answer, r.end, r.disposition,
+             r.duration, r.billsec)
+            for r in pending
+        ]  # fmt: skip
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany(_INSERT, values)
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            self._db.execute("ROLLBACK")
+            self._pending[:0] = pending
+            raise
+        return len(values)
+
+    def rows(self) -> Iterator[CdrRow]:
+        """Every stored record, oldest first."""
+        cursor = self._db.execute(f"SELECT {_COLUMNS} FROM cdr ORDER BY id")
+        for row in cursor.fetchall():
+            yield CdrRow(*row)
+
+    def close(self) -> None:
+        """Flush and close."""
+        self.flush()
+        self._db.close()

@@ -1,0 +1,55 @@
+"""CDRs in the SQLite ``cdr`` table, and the CallService callback that writes them."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from callway.app.b2bua.service import CallRecord, cdr_writer
+from callway.store.cdr import CdrRow, SqliteCdrStore
+from callway.store.sqlite import SqliteLocationStore
+
+
+def record(uid: str, disposition: str = "ANSWERED", answer: float | None = 101.0) -> CallRecord:
+    return CallRecord(
+        uniqueid=uid, src="8005", dst="8006", start=100.0, answer=answer, end=110.5,
+        disposition=disposition, duration=10, billsec=9 if answer else 0,
+    )  # fmt: skip
+
+
+def test_rows_are_written_on_flush_in_one_batch(tmp_path: Path) -> None:
+    store = SqliteCdrStore(tmp_path / "callway.sqlite")
+    write = cdr_writer(store)
+    write(record("1"))
+    write(record("2", "BUSY", None))
+    assert list(store.rows()) == []
+    assert store.flush() == 2
+    assert store.flush() == 0
+    rows = list(store.rows())
+    assert rows[0] == CdrRow("1", "8005", "8006", 100.0, 101.0, 110.5, "ANSWERED", 10, 9)
+    assert rows[1].answer is None and rows[1].disposition == "BUSY" and rows[1].billsec == 0
+    store.close()
+
+
+def test_shares_the_pbx_state_file_with_the_location_store(tmp_path: Path) -> None:
+    path = tmp_path / "callway.sqlite"
+    location = SqliteLocationStore(path)
+    store = SqliteCdrStore(path)
+    cdr_writer(store)(record("7"))
+    store.close()
+    location.close()
+    with sqlite3.connect(path) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        assert {"cdr", "contacts"} <= tables
+        (row,) = db.execute('SELECT caller, callee, disposition, "end" FROM cdr').fetchall()
+    assert row == ("8005", "8006", "ANSWERED", 110.5)
+
+
+def test_reopening_keeps_earlier_records(tmp_path: Path) -> None:
+    path = tmp_path / "callway.sqlite"
+    first = SqliteCdrStore(path)
+    first.add(CdrRow("1", "8005", "8006", 1.0, None, 2.0, "NO ANSWER", 1, 0))
+    first.close()
+    second = SqliteCdrStore(path)
+    assert [r.uniqueid for r in second.rows()] == ["1"]
+    second.close()
