@@ -24,6 +24,7 @@ import pytest
 from tests.helpers.pbx_process import PbxProcess
 from tests.helpers.peers import Baresip, in_ci, require_binary, require_pjsua2
 from tests.helpers.ports import free_port_pair_block, free_rtp_range
+from tests.interop.conftest import PbxFactory
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 
@@ -94,8 +95,8 @@ def align(reference: np.ndarray, recording: np.ndarray) -> tuple[np.ndarray, flo
     Cross-correlation by FFT finds the lag; the score is the normalised
     correlation (cosine similarity) of the aligned stretch.
     """
-    if len(recording) < len(reference):
-        recording = np.concatenate([recording, np.zeros(len(reference) - len(recording))])
+    # zeros after the recording: a reference heard just before hang-up may be cut short
+    recording = np.concatenate([recording, np.zeros(len(reference))])
     size = 1 << int(np.ceil(np.log2(len(recording) + len(reference))))
     spectrum = np.fft.rfft(recording, size) * np.conj(np.fft.rfft(reference, size))
     xcorr = np.fft.irfft(spectrum, size)[: len(recording) - len(reference) + 1]
@@ -207,3 +208,46 @@ def test_pjsua2_8005_calls_baresip_8006_both_hear_each_other(
         wait_event(callee, "CALL_CLOSED")
     assert_heard(sent_a, recording(callee.rec_dir), "baresip 8006 hears pjsua2 8005")
     assert_heard(sent_b, received_a, "pjsua2 8005 hears baresip 8006")
+
+
+APPS_EXTENSIONS = """\
+[from-external]
+exten => _80XX,1,NoOp()
+ same => n,Dial(PJSIP/${EXTEN})
+exten => 600,1,Answer()
+ same => n,Playback(hello-world&vm-goodbye)
+ same => n,Hangup()
+exten => 700,1,Answer()
+ same => n,Echo()
+"""
+PROMPTS = Path(__file__).resolve().parents[2] / "src" / "callway" / "app" / "prompts"
+
+
+def test_playback_plays_shipped_prompts(pbx_factory: PbxFactory, tmp_path: Path) -> None:
+    """``Playback(hello-world&vm-goodbye)`` sends both prompts, then the PBX hangs up."""
+    require_binary("baresip")
+    pbx = pbx_factory(extensions=APPS_EXTENSIONS)
+    silence = speech_wav(tmp_path / "quiet.wav", "", voice="en-us")
+    with baresip_phone(tmp_path, pbx, "8005", silence) as phone:
+        phone.wait_registered()
+        phone.dial(f"sip:600@127.0.0.1:{pbx.sip_port}")
+        wait_event(phone, "CALL_ESTABLISHED")
+        wait_event(phone, "CALL_CLOSED", timeout=10)
+    heard = recording(phone.rec_dir)
+    assert_heard(PROMPTS / "hello-world.wav", heard, "Playback(hello-world)")
+    assert_heard(PROMPTS / "vm-goodbye.wav", heard, "Playback(vm-goodbye)")
+
+
+def test_echo_returns_the_callers_voice(pbx_factory: PbxFactory, tmp_path: Path) -> None:
+    """``Echo()``: put on headphones and you hear your own voice."""
+    require_binary("baresip")
+    pbx = pbx_factory(extensions=APPS_EXTENSIONS)
+    sent = speech_wav(tmp_path / "a.wav", SENTENCE_A, voice="en-us")
+    with baresip_phone(tmp_path, pbx, "8005", sent) as phone:
+        phone.wait_registered()
+        phone.dial(f"sip:700@127.0.0.1:{pbx.sip_port}")
+        wait_event(phone, "CALL_ESTABLISHED")
+        time.sleep(CALL_SECONDS)
+        phone.hangup()
+        wait_event(phone, "CALL_CLOSED")
+    assert_heard(sent, recording(phone.rec_dir), "8005 hears itself through Echo()")

@@ -95,6 +95,22 @@ def _cmd_balancer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_keepalived(args: argparse.Namespace) -> int:
+    from callway.app.keepalived import nodes, render
+    from callway.config.toml import load_settings
+
+    path = Path(args.config).resolve() / "callway.toml" if args.config else None
+    try:
+        settings = load_settings(path if path is not None and path.is_file() else None)
+    except ConfigError as exc:
+        print(f"callway keepalived: configuration error: {exc}", file=sys.stderr)
+        return 78
+    master, backup = nodes(settings.ha)
+    chosen = {"master": (master,), "backup": (backup,), "both": (master, backup)}[args.role]
+    print("\n".join(render(settings.ha, node) for node in chosen), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="callway", description="callway VoIP system")
@@ -117,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     bal.add_argument("--ping-interval", type=float, help="OPTIONS probing interval, seconds")
     bal.add_argument("--advertise", help="address put in Via/Record-Route/Path (e.g. the VIP)")
     bal.set_defaults(func=_cmd_balancer)
+    keep = sub.add_parser("keepalived", help="print keepalived.conf for the balancer pair")
+    keep.add_argument("-c", "--config", help="directory with callway.toml ([ha] section)")
+    keep.add_argument("--role", choices=("master", "backup", "both"), default="both")
+    keep.set_defaults(func=_cmd_keepalived, verbose=0)
     probe = sub.add_parser(
         "probe",
         help="send SIP OPTIONS; exit like sipsak (0 = 200, 1 = other reply, 2 = local error,"
@@ -136,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``callway`` command."""
     args = build_parser().parse_args(argv)
-    if args.command != "probe":
+    if args.command not in ("probe", "keepalived"):
         _setup_logging(args.verbose)
     result: int = args.func(args)
     return result

@@ -69,6 +69,27 @@ class BalancerToml:
 
 
 @dataclass(frozen=True, slots=True)
+class HaSettings:
+    """``[ha]``: the keepalived pair (``callway keepalived`` renders it)."""
+
+    vip: str = "192.0.2.100"
+    prefix: int = 24
+    interface: str = "eth0"
+    virtual_router_id: int = 51
+    priority: int = 150
+    advert_int: float = 1.0
+    master_address: str = ""
+    backup_address: str = ""
+    check_uri: str = "sip:s@127.0.0.1:5060"
+    probe_timeout: float = 0.5
+    interval: int = 1
+    fall: int = 2
+    rise: int = 2
+    notify: str = ""
+    callway: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class CallwaySettings:
     """The whole file."""
 
@@ -76,6 +97,7 @@ class CallwaySettings:
     admin: AdminSettings = field(default_factory=AdminSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     balancer: BalancerToml = field(default_factory=BalancerToml)
+    ha: HaSettings = field(default_factory=HaSettings)
 
 
 _SECTIONS: dict[str, type] = {
@@ -83,6 +105,7 @@ _SECTIONS: dict[str, type] = {
     "admin": AdminSettings,
     "auth": AuthSettings,
     "balancer": BalancerToml,
+    "ha": HaSettings,
 }
 
 
