@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -47,8 +48,11 @@ def test_keepalived_accepts_generated_config(tmp_path: Path, role: str) -> None:
     binary = shutil.which("keepalived")
     if binary is None:
         pytest.skip("keepalived not installed")
-    # keepalived -t checks that the interface exists: use one every machine has.
-    (tmp_path / "callway.toml").write_text(TOML.replace("veth-lb", "lo"))
+    # keepalived -t checks that the interface exists and is not loopback.
+    interfaces = sorted(i for i in os.listdir("/sys/class/net") if i != "lo")
+    if not interfaces:
+        pytest.skip("no non-loopback interface to check against")
+    (tmp_path / "callway.toml").write_text(TOML.replace("veth-lb", interfaces[0]))
     out = subprocess.run(
         [sys.executable, "-m", "callway", "keepalived", "-c", str(tmp_path), "--role", role],
         capture_output=True, text=True, check=True, timeout=30,
