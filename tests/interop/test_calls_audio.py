@@ -25,6 +25,7 @@ from tests.helpers.pbx_process import PbxProcess
 from tests.helpers.peers import Baresip, in_ci, require_binary, require_pjsua2
 from tests.helpers.ports import free_port_pair_block, free_rtp_range
 from tests.interop.conftest import PbxFactory
+from tests.interop.test_calls_sipp import caller
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 
@@ -251,3 +252,19 @@ def test_echo_returns_the_callers_voice(pbx_factory: PbxFactory, tmp_path: Path)
         phone.hangup()
         wait_event(phone, "CALL_CLOSED")
     assert_heard(sent, recording(phone.rec_dir), "8005 hears itself through Echo()")
+
+
+def test_rfc4733_dtmf_passes_end_to_end(pbx: PbxProcess, tmp_path: Path) -> None:
+    """sipp 8005 sends DTMF '1' as RFC 4733 events; baresip 8006 reports the digit."""
+    require_binary("sipp")
+    require_binary("baresip")
+    with baresip_phone(
+        tmp_path, pbx, "8006", speech_wav(tmp_path / "b.wav", "", voice="en-us")
+    ) as phone:
+        phone.wait_registered()
+        uac = caller(pbx, "call_uac_dtmf.xml", tmp_path)
+        assert uac.returncode == 0, uac.describe()
+        wait_event(phone, "CALL_CLOSED")
+        digits = [e for e in phone.events() if str(e.get("type", "")).startswith("CALL_DTMF")]
+    assert digits, f"no DTMF event at 8006: {phone.events()}\n{phone.log_text()[-4000:]}"
+    assert {str(e.get("param")) for e in digits} == {"1"}, digits

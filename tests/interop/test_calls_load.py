@@ -12,46 +12,17 @@ transactions for Timer J/K (up to 64*T1) to absorb retransmissions.
 
 from __future__ import annotations
 
-import re
-import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.pbx_process import PbxProcess
-from tests.interop.test_calls_sipp import callee, caller, ok
+from tests.interop.test_calls_sipp import callee, caller, ok, pbx_stats, wait_idle
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 
 CALLS = 2000
 RATE = 100  # calls per second
-STATS = re.compile(r"stats: (.*)$", re.MULTILINE)
-
-
-def pbx_stats(pbx: PbxProcess, timeout: float = 5.0) -> dict[str, int]:
-    """Send SIGUSR1 and parse the ``stats:`` line it logs."""
-    assert pbx.proc is not None
-    before = len(STATS.findall(pbx.stderr_text()))
-    pbx.proc.send_signal(signal.SIGUSR1)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lines = STATS.findall(pbx.stderr_text())
-        if len(lines) > before:
-            return {k: int(v) for k, v in (item.split("=") for item in lines[-1].split())}
-        time.sleep(0.05)
-    raise AssertionError("no stats line after SIGUSR1")
-
-
-def wait_idle(pbx: PbxProcess, timeout: float = 10.0) -> dict[str, int]:
-    """Stats once every call resource is released (or the last stats seen)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        stats = pbx_stats(pbx)
-        busy = {k: v for k, v in stats.items() if k != "transactions" and v}
-        if not busy or time.monotonic() > deadline:
-            return stats
-        time.sleep(0.5)
 
 
 def test_2000_calls_leave_nothing_behind(pbx: PbxProcess, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -173,6 +174,38 @@ def cdrs(pbx: PbxProcess, count: int = 1, timeout: float = 5.0) -> list[dict[str
     return rows
 
 
+def pbx_stats(pbx: PbxProcess, timeout: float = 5.0) -> dict[str, int]:
+    """Send SIGUSR1 and parse the ``stats:`` line it logs."""
+    assert pbx.proc is not None
+    before = len(STATS.findall(pbx.stderr_text()))
+    pbx.proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = STATS.findall(pbx.stderr_text())
+        if len(lines) > before:
+            return {k: int(v) for k, v in (item.split("=") for item in lines[-1].split())}
+        time.sleep(0.05)
+    raise AssertionError("no stats line after SIGUSR1")
+
+
+def wait_idle(pbx: PbxProcess, timeout: float = 10.0) -> dict[str, int]:
+    """Stats once every call resource is released (or the last stats seen)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = pbx_stats(pbx)
+        busy = {k: v for k, v in stats.items() if k != "transactions" and v}
+        if not busy or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.5)
+
+
+def assert_idle(pbx: PbxProcess) -> None:
+    """Every channel, dialog and RTP port of the PBX was released (SIGUSR1 stats)."""
+    stats = wait_idle(pbx)
+    leaks = {k: v for k, v in stats.items() if k != "transactions" and v}
+    assert not leaks, f"left behind: {stats}\n{pbx.stderr_text()[-4000:]}"
+
+
 def ok(result: SippResult) -> None:
     assert result.returncode == 0, result.describe()
 
@@ -181,6 +214,7 @@ R401 = "SIP/2.0 401 Unauthorized (INVITE)"
 R180 = "SIP/2.0 180 Ringing (INVITE)"
 R200 = "SIP/2.0 200 OK (INVITE)"
 BYE_OK = "SIP/2.0 200 OK (BYE)"
+STATS = re.compile(r"stats: (.*)$", re.MULTILINE)
 
 
 def test_answered_call_caller_hangs_up(pbx: PbxProcess, tmp_path: Path) -> None:
@@ -195,6 +229,7 @@ def test_answered_call_caller_hangs_up(pbx: PbxProcess, tmp_path: Path) -> None:
     assert (cdr["caller"], cdr["callee"], cdr["disposition"]) == ("8005", "8006", "ANSWERED")
     assert cdr["start"] <= cdr["answer"] <= cdr["end"], cdr
     assert cdr["duration"] >= cdr["billsec"] >= 0, cdr
+    assert_idle(pbx)
 
 
 def test_answered_call_callee_hangs_up(pbx: PbxProcess, tmp_path: Path) -> None:
@@ -207,6 +242,7 @@ def test_answered_call_callee_hangs_up(pbx: PbxProcess, tmp_path: Path) -> None:
     assert methods(uac) == ["BYE"], uac.describe()
     assert finals(b) == [finals(b)[0], finals(b)[1], BYE_OK], b.describe()
     assert methods(b) == ["INVITE", "ACK"], b.describe()
+    assert_idle(pbx)
 
 
 def test_cancel_before_answer(pbx: PbxProcess, tmp_path: Path) -> None:
@@ -219,6 +255,7 @@ def test_cancel_before_answer(pbx: PbxProcess, tmp_path: Path) -> None:
         R401, R180, "SIP/2.0 200 OK (CANCEL)", "SIP/2.0 487 Request Terminated (INVITE)"
     ], uac.describe()  # fmt: skip
     assert methods(b) == ["INVITE", "CANCEL", "ACK"], b.describe()
+    assert_idle(pbx)
 
 
 def test_busy_callee_gives_486(pbx: PbxProcess, tmp_path: Path) -> None:
@@ -231,6 +268,7 @@ def test_busy_callee_gives_486(pbx: PbxProcess, tmp_path: Path) -> None:
     assert methods(b) == ["INVITE", "ACK"], b.describe()
     (cdr,) = cdrs(pbx)
     assert (cdr["disposition"], cdr["answer"], cdr["billsec"]) == ("BUSY", None, 0), cdr
+    assert_idle(pbx)
 
 
 def test_no_answer_after_dial_timeout_gives_480(pbx_factory: PbxFactory, tmp_path: Path) -> None:
@@ -249,24 +287,28 @@ def test_no_answer_after_dial_timeout_gives_480(pbx_factory: PbxFactory, tmp_pat
     assert methods(b) == ["INVITE", "CANCEL", "ACK"], b.describe()
     (cdr,) = cdrs(pbx)
     assert (cdr["disposition"], cdr["answer"]) == ("NO ANSWER", None), cdr
+    assert_idle(pbx)
 
 
 def test_unknown_extension_gives_404(pbx: PbxProcess, tmp_path: Path) -> None:
     uac = caller(pbx, "call_uac_rejected.xml", tmp_path, callee_user="9999")
     ok(uac)
     assert finals(uac) == [R401, "SIP/2.0 404 Not Found (INVITE)"], uac.describe()
+    assert_idle(pbx)
 
 
-def test_unregistered_target_gives_503_like_asterisk(pbx: PbxProcess, tmp_path: Path) -> None:
+def test_unregistered_target_gives_480(pbx: PbxProcess, tmp_path: Path) -> None:
     """8006 has no contact: Dial ends CHANUNAVAIL and the seed dialplan has no next step.
 
-    Asterisk's autofallthrough then indicates congestion (``Auto fallthrough,
-    channel ... status is 'CHANUNAVAIL'``), which chan_pjsip sends as 503 on
-    an unanswered channel (``chan_pjsip_indicate``, AST_CONTROL_CONGESTION).
+    Asterisk's autofallthrough indicates congestion then, which chan_pjsip
+    would send as 503; callway answers 480 Temporarily Unavailable (RFC 3261
+    §21.4.18) instead, so that a balancer in front does not take a 5xx for a
+    failed PBX node and fail over.
     """
     uac = caller(pbx, "call_uac_rejected.xml", tmp_path)
     ok(uac)
-    assert finals(uac) == [R401, "SIP/2.0 503 Service Unavailable (INVITE)"], uac.describe()
+    assert finals(uac) == [R401, "SIP/2.0 480 Temporarily Unavailable (INVITE)"], uac.describe()
+    assert_idle(pbx)
 
 
 def test_unregistered_target_with_hangup_step_gives_480(
@@ -277,12 +319,14 @@ def test_unregistered_target_with_hangup_step_gives_480(
     uac = caller(pbx, "call_uac_rejected.xml", tmp_path)
     ok(uac)
     assert finals(uac) == [R401, "SIP/2.0 480 Temporarily Unavailable (INVITE)"], uac.describe()
+    assert_idle(pbx)
 
 
 def test_codec_mismatch_gives_488(pbx: PbxProcess, tmp_path: Path) -> None:
     uac = caller(pbx, "call_uac_rejected.xml", tmp_path, codec=PCMA)
     ok(uac)
     assert finals(uac) == [R401, "SIP/2.0 488 Not Acceptable Here (INVITE)"], uac.describe()
+    assert_idle(pbx)
 
 
 def test_hold_and_resume_reinvite(pbx: PbxProcess, tmp_path: Path) -> None:
@@ -293,6 +337,7 @@ def test_hold_and_resume_reinvite(pbx: PbxProcess, tmp_path: Path) -> None:
     ok(b)
     assert finals(uac) == [R401, R180, R200, R200, R200, BYE_OK], uac.describe()
     assert methods(b) == ["INVITE", "ACK", "INVITE", "ACK", "INVITE", "ACK", "BYE"], b.describe()
+    assert_idle(pbx)
 
 
 def test_reinvite_glare_gets_491_and_retry_succeeds(pbx: PbxProcess, tmp_path: Path) -> None:
@@ -306,3 +351,4 @@ def test_reinvite_glare_gets_491_and_retry_succeeds(pbx: PbxProcess, tmp_path: P
     ], uac.describe()  # fmt: skip
     assert "SIP/2.0 491 Request Pending (INVITE)" in finals(b), b.describe()
     assert methods(b) == ["INVITE", "ACK", "INVITE", "ACK", "INVITE", "ACK", "BYE"], b.describe()
+    assert_idle(pbx)

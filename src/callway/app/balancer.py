@@ -51,6 +51,7 @@ from callway.sip.uri import SipURI, parse_uri
 from callway.transport.stack import SipStack
 
 log = logging.getLogger("callway.balancer")
+TIMER_TICK = 0.1  # seconds between checks of the proxy's failover timers
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +248,7 @@ class BalancerApp:
                 bound.append(f"tcp:{listen.host}:{server.port}")
         self.stack.start(loop)
         self._tasks.append(loop.create_task(self._probe_loop()))
+        self._tasks.append(loop.create_task(self._proxy_timer_loop()))
         log.info("callway balancer ready: %s (set %d, algorithm %d)", " ".join(bound),
                  self.settings.setid, self.settings.algorithm)  # fmt: skip
 
@@ -262,6 +264,15 @@ class BalancerApp:
             deadline = prober.get_timer()
             delay = 1.0 if deadline is None else min(1.0, max(0.01, deadline - time.time()))
             await asyncio.sleep(delay)
+
+    async def _proxy_timer_loop(self) -> None:
+        """Drive the proxy's first-response timeouts (failover to the next node)."""
+        while True:
+            await asyncio.sleep(TIMER_TICK)
+            deadline = self.proxy.get_timer()
+            if deadline is not None and deadline <= time.time():
+                self.proxy.handle_timer(time.time())
+                self.stack.pump()
 
     def _send_probe(self, dest_uri: str) -> None:
         uri = parse_uri(dest_uri)

@@ -10,6 +10,7 @@ and the caller never notices; the node is reported to the prober.
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,12 @@ from callway.sip.validate import validate_request
 log = logging.getLogger("callway.balancer")
 
 BRANCH_PREFIX = "z9hG4bKcwb"
+# Kamailio's fr_timer as dispatcher set-ups use it (``t_set_fr(0, 2000)``): a
+# node that sends nothing at all, not even 100 Trying, within this many seconds
+# is given up for the next candidate; Timer B/F (32 s) would be far too late.
+FIRST_RESPONSE_TIMEOUT = 2.0
+# How long responses from an abandoned attempt are recognised and dropped (64*T1).
+ABANDONED_MEMORY = 32.0
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, NOTIFY, REFER, MESSAGE"
 
 
@@ -90,6 +97,7 @@ class Forward:
     client_key: ClientTransactionKey | None = None
     forwarded: Request | None = None
     provisional: bool = False
+    responded: bool = False
     finished: bool = False
     cancelled: bool = False
     last: Response | None = None
@@ -108,8 +116,13 @@ class BalancerUser:
         *,
         clock: Callable[[], float],
         server_header: str = "callway balancer",
+        first_response_timeout: float = FIRST_RESPONSE_TIMEOUT,
     ) -> None:
         self.port = port
+        self.first_response_timeout = first_response_timeout
+        self._fr_timers: list[tuple[float, int, ClientTransactionKey]] = []
+        self._fr_seq = 0
+        self._abandoned: dict[str, float] = {}
         self.me = me
         self.picker = picker
         self.clock = clock
@@ -117,6 +130,38 @@ class BalancerUser:
         self.by_client: dict[ClientTransactionKey, Forward] = {}
         self.by_server: dict[ServerTransactionKey, Forward] = {}
         self.stats = {"forwarded": 0, "failover": 0, "no_destination": 0, "local": 0}
+
+    # -- timers (the first-response timeout, like Kamailio's fr_timer) ---------------------
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` next has work."""
+        return self._fr_timers[0][0] if self._fr_timers else None
+
+    def handle_timer(self, now: float) -> None:
+        """Give up attempts that got no response at all in time: try the next node."""
+        while self._fr_timers and self._fr_timers[0][0] <= now:
+            _, _, key = heapq.heappop(self._fr_timers)
+            fwd = self.by_client.get(key)
+            if fwd is None or fwd.responded or fwd.finished or fwd.client_key != key:
+                continue
+            self._abandon(fwd, key, now)
+            self._attempt_failed(key, None, now)
+        if self._abandoned:
+            self._abandoned = {b: t for b, t in self._abandoned.items() if t > now}
+
+    def _abandon(self, fwd: Forward, key: ClientTransactionKey, now: float) -> None:
+        """Stop the silent attempt's transaction; drop whatever it answers later."""
+        self.port.transactions.terminate(key)
+        if fwd.forwarded is not None:
+            branch = fwd.forwarded.via.branch
+            if branch:
+                self._abandoned[branch] = now + ABANDONED_MEMORY
+
+    def _arm_first_response(self, fwd: Forward, key: ClientTransactionKey, now: float) -> None:
+        if fwd.attempt + 1 < len(fwd.candidates) and self.first_response_timeout > 0:
+            self._fr_seq += 1
+            deadline = now + self.first_response_timeout
+            heapq.heappush(self._fr_timers, (deadline, self._fr_seq, key))
 
     # -- events ------------------------------------------------------------------------
 
@@ -223,6 +268,7 @@ class BalancerUser:
             fwd.dest_uri = uri
             self.by_client[client_key] = fwd
             self.stats["forwarded"] += 1
+            self._arm_first_response(fwd, client_key, now)
             return True
         return False
 
@@ -267,6 +313,7 @@ class BalancerUser:
         if fwd is None:
             self._stray(response)
             return
+        fwd.responded = True
         status = response.status
         if status < 200:
             if status == 100:
@@ -307,8 +354,10 @@ class BalancerUser:
             self.picker.failed(fwd.dest_uri, now)
         if not fwd.cancelled and self._next_attempt(fwd, now):
             self.stats["failover"] += 1
-            log.info("%s failed at %s: trying %s", fwd.method, fwd.candidates[fwd.attempt - 1][1],
-                     fwd.candidates[fwd.attempt][1])  # fmt: skip
+            call_id = fwd.forwarded.call_id if fwd.forwarded is not None else "?"
+            log.info("%s failed at %s: trying %s (Call-ID %s)", fwd.method,
+                     fwd.candidates[fwd.attempt - 1][1], fwd.candidates[fwd.attempt][1],
+                     call_id)  # fmt: skip
             return
         fwd.finished = True
         self.by_server.pop(fwd.server_key, None)
@@ -322,9 +371,17 @@ class BalancerUser:
 
     def _stray(self, response: Response) -> None:
         """A response with no transaction: forward it by its Via (§16.7, RFC 6026)."""
+        if self._abandoned and self._from_abandoned(response):
+            return
         if proxy.pop_via(response, self.me) is None:
             return
         self._stray_send(response)
+
+    def _from_abandoned(self, response: Response) -> bool:
+        try:
+            return response.via.branch in self._abandoned
+        except ParseError:
+            return False
 
     def _stray_send(self, response: Response) -> None:
         try:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from callway.pbx.registrar import Registrar
 from callway.store.cdr import SqliteCdrStore
 from callway.store.sqlite import SqliteLocationStore
 from callway.transport.stack import SipStack
+from callway.transport.tls import TlsConfigError, client_context, load_certificate, server_context
 
 log = logging.getLogger("callway.pbx")
 
@@ -128,6 +130,7 @@ class PbxApp:
         self.stack.tu = PbxTransactionUser(
             self.core, self.calls, self.manager, self.stack.transactions
         )
+        self.tls_contexts: dict[str, ssl.SSLContext] = {}
         self._tick_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
 
@@ -142,6 +145,17 @@ class PbxApp:
             elif transport.protocol == "tcp":
                 server = await self.stack.add_tcp(transport.bind_host, transport.bind_port)
                 bound.append(f"tcp:{transport.bind_host}:{server.port}")
+            elif transport.protocol == "tls":
+                context = server_context(transport)
+                self.tls_contexts[transport.name] = context
+                server = await self.stack.add_tcp(
+                    transport.bind_host,
+                    transport.bind_port,
+                    transport_name="tls",
+                    ssl_context=context,
+                    client_ssl_context=client_context(transport),
+                )
+                bound.append(f"tls:{transport.bind_host}:{server.port}")
             else:
                 log.warning("transport %s: protocol %s not served yet", transport.name,
                             transport.protocol)  # fmt: skip
@@ -174,6 +188,15 @@ class PbxApp:
         self.registrar.config = config
         self.calls.config = config
         self.calls.dialplan = dialplan
+        for name, context in self.tls_contexts.items():
+            transport = config.transports.get(name)
+            if transport is None:
+                continue
+            try:
+                load_certificate(context, transport)
+                log.info("transport %s: certificate reloaded", name)
+            except TlsConfigError as exc:
+                log.error("%s (keeping the old certificate)", exc)
         log.info("configuration reloaded")
         return True
 

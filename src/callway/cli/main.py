@@ -26,6 +26,9 @@ def _run(coro_factory: object) -> None:
         uvloop.install()
     except ImportError:  # plain asyncio works too
         pass
+    from callway.app.runtime import tune_gc
+
+    tune_gc()  # the configuration is loaded: freeze it out of the collector's way
     asyncio.run(coro_factory())  # type: ignore[operator]
 
 
@@ -111,6 +114,23 @@ def _cmd_keepalived(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cert(args: argparse.Namespace) -> int:
+    from callway.app.certs import self_signed, with_ca
+
+    names = args.name or ["localhost", "127.0.0.1"]
+    directory = Path(args.dir).resolve()
+    issue = self_signed if args.self_signed else with_ca
+    issued = issue(directory, names, days=args.days, stem=args.stem)
+    print(f"certificate: {issued.cert}\nprivate key: {issued.key}")
+    if issued.ca_cert is not None:
+        print(f"CA certificate (give it to phones): {issued.ca_cert}")
+    print(
+        "pjsip.conf:\n[transport-tls]\ntype=transport\nprotocol=tls\nbind=0.0.0.0:5061\n"
+        f"cert_file={issued.cert}\npriv_key_file={issued.key}\nmethod=tlsv1_2"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="callway", description="callway VoIP system")
@@ -133,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     bal.add_argument("--ping-interval", type=float, help="OPTIONS probing interval, seconds")
     bal.add_argument("--advertise", help="address put in Via/Record-Route/Path (e.g. the VIP)")
     bal.set_defaults(func=_cmd_balancer)
+    cert = sub.add_parser("cert", help="write a self-signed TLS certificate (or a CA + cert)")
+    cert.add_argument("--dir", default=".", help="where to write the files")
+    cert.add_argument("--name", action="append", help="DNS name or IP (repeatable)")
+    cert.add_argument("--self-signed", action="store_true", help="no CA: one self-signed cert")
+    cert.add_argument("--days", type=int, default=825)
+    cert.add_argument("--stem", default="callway", help="file name stem (default callway)")
+    cert.set_defaults(func=_cmd_cert, verbose=0)
     keep = sub.add_parser("keepalived", help="print keepalived.conf for the balancer pair")
     keep.add_argument("-c", "--config", help="directory with callway.toml ([ha] section)")
     keep.add_argument("--role", choices=("master", "backup", "both"), default="both")
@@ -156,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``callway`` command."""
     args = build_parser().parse_args(argv)
-    if args.command not in ("probe", "keepalived"):
+    if args.command not in ("probe", "keepalived", "cert"):
         _setup_logging(args.verbose)
     result: int = args.func(args)
     return result

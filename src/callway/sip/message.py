@@ -34,13 +34,15 @@ from callway.sip.status import reason_phrase
 from callway.sip.uri import URI, SipURI, ascii_digits, parse_uri
 
 SIP_VERSION = "SIP/2.0"
+# Header key -> the ``Message._cache`` entry parsed from it (others use the key itself).
+_CACHE_SLOT = {"via": "vias", "contact": "contacts"}
 _MAX_CONTENT_LENGTH = 2**31 - 1
 
 
 class Message:
     """What requests and responses share: headers and body (RFC 3261 §7)."""
 
-    __slots__ = ("_cache", "_raw", "body", "headers")
+    __slots__ = ("__weakref__", "_cache", "_raw", "body", "headers")
 
     def __init__(self, headers: Iterable[tuple[str, str]] = (), body: bytes = b"") -> None:
         self.headers: list[list[str]] = [[header_key(k), v] for k, v in headers]
@@ -74,9 +76,15 @@ class Message:
     def __contains__(self, name: str) -> bool:
         return self.get(name) is not None
 
-    def _changed(self) -> None:
-        self._cache.clear()
+    def _changed(self, key: str | None = None) -> None:
+        """Forget the wire bytes and the parsed values ``key`` (None: all) fed."""
         self._raw = None
+        cache = self._cache
+        if cache:
+            if key is None:
+                cache.clear()
+            else:
+                cache.pop(_CACHE_SLOT.get(key, key), None)
 
     def set(self, name: str, value: object) -> None:
         """Replace every line of ``name`` by one line (kept at the first one's place)."""
@@ -89,12 +97,13 @@ class Message:
                 break
         else:
             self.headers.append([key, text])
-        self._changed()
+        self._changed(key)
 
     def add(self, name: str, value: object) -> None:
         """Append a header line."""
-        self.headers.append([header_key(name), str(value)])
-        self._changed()
+        key = header_key(name)
+        self.headers.append([key, str(value)])
+        self._changed(key)
 
     def prepend(self, name: str, value: object) -> None:
         """Insert a line before the first line of the same name (Via, Record-Route).
@@ -112,7 +121,7 @@ class Message:
         else:
             self.headers.insert(0, [key, text])
         raw = self._raw
-        self._changed()
+        self._changed(key)
         if raw is not None:
             cut = _raw_line_offset(raw, key)
             line = f"{canonical_name(key)}: {text}\r\n".encode("utf-8", "surrogateescape")
@@ -124,7 +133,7 @@ class Message:
         before = len(self.headers)
         self.headers = [h for h in self.headers if h[0] != key]
         if len(self.headers) != before:
-            self._changed()
+            self._changed(key)
         return before - len(self.headers)
 
     def pop_first(self, name: str) -> str | None:
@@ -137,7 +146,7 @@ class Message:
                     self.headers[i] = [key, ", ".join(items[1:])]
                 else:
                     del self.headers[i]
-                self._changed()
+                self._changed(key)
                 return items[0] if items else None
         return None
 
@@ -241,6 +250,20 @@ class Message:
         if self._raw is not None:
             return self._raw
         return self.serialize()
+
+    def seal(self) -> bytes:
+        """Serialise now and keep the bytes: :meth:`to_bytes` returns them from then on.
+
+        They are kept, as a parsed message keeps its wire bytes, until the
+        message is changed through :meth:`set`, :meth:`add`, :meth:`prepend`,
+        :meth:`remove`, :meth:`pop_first` or a new Request-URI.  The
+        transaction layer seals what it sends, so the shell's send and every
+        retransmission reuse one serialisation.
+        """
+        raw = self._raw
+        if raw is None:
+            raw = self._raw = self.serialize()
+        return raw
 
     def serialize(self) -> bytes:
         """Build the message from its start line, headers and body (§7).

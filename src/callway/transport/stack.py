@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -67,9 +68,24 @@ class SipStack:
             endpoint.start(self._loop)
         return endpoint
 
-    async def add_tcp(self, host: str, port: int) -> StreamServer:
-        """Listen on TCP."""
-        server = StreamServer(host, port, self.on_data)
+    async def add_tcp(
+        self,
+        host: str,
+        port: int,
+        *,
+        transport_name: str = "tcp",
+        ssl_context: ssl.SSLContext | None = None,
+        client_ssl_context: ssl.SSLContext | None = None,
+    ) -> StreamServer:
+        """Listen on TCP (or TLS with ``ssl_context``)."""
+        server = StreamServer(
+            host,
+            port,
+            self.on_data,
+            transport_name=transport_name,
+            ssl_context=ssl_context,
+            client_ssl_context=client_ssl_context,
+        )
         self.streams.append(server)
         await server.start(asyncio.get_running_loop())
         return server

@@ -148,7 +148,9 @@ class Channel:
             self._hangup(486)
             await self._sleep(action.timeout or 0)
         elif isinstance(action, Congestion):
-            # Congestion after an unreachable target: 480, as chan_pjsip answers then.
+            # After an unreachable target (CHANUNAVAIL) Asterisk's autofallthrough
+            # congestion would be a 503; 480 (RFC 3261 §21.4.18) keeps a balancer
+            # in front from failing the node over for an unregistered callee.
             self._hangup(480 if self.dialstatus == "CHANUNAVAIL" else 503)
             await self._sleep(action.timeout or 0)
         else:

@@ -13,8 +13,16 @@ from callway.core.address import Address
 from callway.sip.message import Request, Response
 from callway.sip.transaction.builders import build_ack
 from callway.sip.transaction.events import ClientTransactionKey, ResponseReceived
-from callway.sip.transaction.machine import Action, Input, State, Table, Transaction, Transition
-from callway.sip.transaction.timers import Timer
+from callway.sip.transaction.machine import (
+    Action,
+    Input,
+    Outputs,
+    State,
+    Table,
+    Transaction,
+    Transition,
+)
+from callway.sip.transaction.timers import Timer, TransactionConfig
 
 _S = State
 _I = Input
@@ -80,14 +88,28 @@ _NON_INVITE_CLIENT_TIMERS: Mapping[State, frozenset[Timer]] = {
 class ClientTransaction(Transaction):
     """Sends a request to ``peer`` and reports its responses (§17.1)."""
 
+    __slots__ = ("_ack",)
+
     key: ClientTransactionKey
-    _ack: Request | None = None
+
+    def __init__(
+        self,
+        key: ClientTransactionKey,
+        request: Request,
+        peer: Address,
+        config: TransactionConfig,
+        out: Outputs,
+    ) -> None:
+        super().__init__(key, request, peer, config, out)
+        self._ack: Request | None = None
 
     def _perform(
         self, action: Action, message: Request | Response | None, source: Address | None
     ) -> None:
         if action is Action.SEND_REQUEST:
-            self._send(self.request)
+            request = self.request
+            request.seal()  # retransmissions (Timers A, E) reuse one serialisation
+            self._send(request)
         elif action is Action.PASS_RESPONSE:
             assert isinstance(message, Response)
             self.last_response = message
@@ -108,12 +130,16 @@ class ClientTransaction(Transaction):
 class InviteClientTransaction(ClientTransaction):
     """RFC 3261 Figure 5 with RFC 6026's Accepted state and Timer M."""
 
+    __slots__ = ()
+
     TABLE = INVITE_CLIENT_TABLE
     STATE_TIMERS = _INVITE_CLIENT_TIMERS
 
 
 class NonInviteClientTransaction(ClientTransaction):
     """RFC 3261 Figure 6."""
+
+    __slots__ = ()
 
     TABLE = NON_INVITE_CLIENT_TABLE
     STATE_TIMERS = _NON_INVITE_CLIENT_TIMERS

@@ -144,9 +144,12 @@ class TransactionLayer:
         transaction = self._servers.get(key)
         if transaction is None:
             raise TransactionError(f"no server transaction {key}")
+        legacy_invite = key.legacy and key.method == "INVITE" and response.status >= 200
+        # Read before the run: a final response lets the transaction drop its request.
+        invite = transaction.request if legacy_invite else None
         self._run(transaction, response_input(response.status, from_tu=True), now, response)
-        if key.legacy and key.method == "INVITE" and response.status >= 200:
-            alias = legacy_ack_key(transaction.request, response)
+        if invite is not None:
+            alias = legacy_ack_key(invite, response)
             if alias is not None and alias != key and key in self._servers:
                 self._ack_aliases[alias] = key
 
@@ -179,7 +182,7 @@ class TransactionLayer:
         if server is not None:
             return self._servers.get(server)
         for transaction in self._servers.values():
-            if transaction.last_response is message:
+            if transaction.sent_response(message):
                 return transaction
         return None
 

@@ -21,6 +21,7 @@ What a transaction produces goes to the shared :class:`Outputs` that the
 from __future__ import annotations
 
 import enum
+import weakref
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from typing import ClassVar, NamedTuple
 from callway.core.address import Address
 from callway.core.timers import TimerHeap
 from callway.sip.errors import SipError
-from callway.sip.message import Request, Response
+from callway.sip.message import Request, Response, parse_message
 from callway.sip.transaction.events import (
     TransactionEvent,
     TransactionKey,
@@ -168,12 +169,40 @@ class Outputs:
     timers: TimerHeap[tuple[TransactionKey, Timer]] = field(default_factory=TimerHeap)
 
 
+# States that only wait for retransmissions (Timers D, I, J, K, L, M) or for the
+# ACK of a final response (Timer G/H).  A transaction there keeps no parsed
+# message: the request and the last response shrink to their wire bytes.
+RESTING_STATES = frozenset({State.COMPLETED, State.CONFIRMED, State.ACCEPTED})
+
+
 class Transaction:
     """Runs a transaction table for one request (RFC 3261 §17).
 
     ``peer`` is where requests go (client) or where responses go (server,
     §18.2.2: the address the request came from).
+
+    Once the transaction rests in Completed, Confirmed or Accepted (where it
+    waits up to 32 s only to absorb retransmissions), it drops its parsed
+    request and response and keeps their bytes: thousands of such
+    transactions must not keep thousands of parsed messages alive
+    (DESIGN.md principle 5).  :attr:`request` and :attr:`last_response` still
+    answer, re-parsing the bytes when nobody else holds the objects.
     """
+
+    __slots__ = (
+        "_armed",
+        "_intervals",
+        "_last_response",
+        "_out",
+        "_request",
+        "_response_ref",
+        "_wire_request",
+        "_wire_response",
+        "config",
+        "key",
+        "peer",
+        "state",
+    )
 
     TABLE: ClassVar[Table]
     STATE_TIMERS: ClassVar[Mapping[State, frozenset[Timer]]]
@@ -187,14 +216,81 @@ class Transaction:
         out: Outputs,
     ) -> None:
         self.key = key
-        self.request = request
+        self._request: Request | None = request
+        self._wire_request = b""
         self.peer = peer
         self.config = config
         self.state = State.INIT
-        self.last_response: Response | None = None
+        self._last_response: Response | None = None
+        self._response_ref: weakref.ref[Response] | None = None
+        self._wire_response: bytes | None = None
         self._out = out
         self._armed: set[Timer] = set()
         self._intervals: dict[Timer, float] = {}
+
+    @property
+    def request(self) -> Request:
+        """The request of this transaction (re-parsed from its bytes once resting)."""
+        request = self._request
+        if request is None:
+            parsed = parse_message(self._wire_request)
+            assert isinstance(parsed, Request)
+            return parsed
+        return request
+
+    @request.setter
+    def request(self, request: Request) -> None:
+        self._request = request
+
+    @property
+    def last_response(self) -> Response | None:
+        """The last response sent (server) or received (client), or None."""
+        return self._response_to_resend()
+
+    @last_response.setter
+    def last_response(self, response: Response | None) -> None:
+        self._last_response = response
+        self._response_ref = None
+        self._wire_response = None
+
+    def sent_response(self, message: object) -> bool:
+        """Whether ``message`` is this transaction's last response (never parses)."""
+        if message is self._last_response:
+            return True
+        ref = self._response_ref
+        return ref is not None and ref() is message
+
+    def _response_to_resend(self) -> Response | None:
+        """The last response: the object while someone holds it, else parsed from its bytes.
+
+        A retransmission is always the bytes first sent (§17.2.1, §17.2.2).
+        """
+        response = self._last_response
+        if response is not None:
+            return response
+        wire = self._wire_response
+        if wire is None:
+            return None
+        ref = self._response_ref
+        live = ref() if ref is not None else None
+        if live is not None and live.to_bytes() is wire:
+            return live
+        parsed = parse_message(wire)
+        assert isinstance(parsed, Response)
+        self._response_ref = weakref.ref(parsed)
+        return parsed
+
+    def _rest(self) -> None:
+        """Keep only bytes in a resting state (see the class docstring)."""
+        request = self._request
+        if request is not None:
+            self._wire_request = request.seal()
+            self._request = None
+        response = self._last_response
+        if response is not None:
+            self._wire_response = response.seal()
+            self._response_ref = weakref.ref(response)
+            self._last_response = None
 
     @property
     def reliable(self) -> bool:
@@ -224,6 +320,8 @@ class Transaction:
                 if zero_timer is not None:
                     pending.append(zero_timer)
             message = source = None  # zero-interval timers carry no message
+        if self.state in RESTING_STATES:
+            self._rest()
 
     def fire(self, timer: Timer, now: float) -> None:
         """A timer popped from the heap; ignored if it was cancelled meanwhile."""

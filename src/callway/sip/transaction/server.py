@@ -81,6 +81,8 @@ _NON_INVITE_SERVER_TIMERS: Mapping[State, frozenset[Timer]] = {
 class ServerTransaction(Transaction):
     """Receives a request from ``peer`` and sends the TU's responses back (§17.2)."""
 
+    __slots__ = ()
+
     key: ServerTransactionKey
 
     def _perform(
@@ -93,8 +95,9 @@ class ServerTransaction(Transaction):
             self.last_response = message
             self._send(message)
         elif action is Action.RESEND_RESPONSE:
-            if self.last_response is not None:
-                self._send(self.last_response)
+            response = self._response_to_resend()
+            if response is not None:
+                self._send(response)
         elif action is Action.SEND_TRYING:
             self._send_trying()
         elif action is Action.PASS_ACK:
@@ -116,12 +119,16 @@ class ServerTransaction(Transaction):
 class InviteServerTransaction(ServerTransaction):
     """RFC 3261 Figure 7 with RFC 6026's Accepted state and Timer L."""
 
+    __slots__ = ()
+
     TABLE = INVITE_SERVER_TABLE
     STATE_TIMERS = _INVITE_SERVER_TIMERS
 
 
 class NonInviteServerTransaction(ServerTransaction):
     """RFC 3261 Figure 8."""
+
+    __slots__ = ()
 
     TABLE = NON_INVITE_SERVER_TABLE
     STATE_TIMERS = _NON_INVITE_SERVER_TIMERS

@@ -1,0 +1,328 @@
+"""Run ``callway balancer`` (and sipp servers behind it) as real processes.
+
+``run_balancer`` writes ``dispatcher.list`` and ``callway.toml`` under a
+directory and runs ``python -m callway balancer -c DIR`` until the block ends,
+like :mod:`tests.helpers.pbx_process` does for the PBX.  ``SippServer`` runs a
+sipp scenario in the background (a UAS node or a registrar) and counts the
+lines its ``<log>`` actions wrote, so a test can tell which node got which call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from tests.helpers.peers import SCENARIOS
+from tests.helpers.ports import free_port_pair_block, free_sip_port
+
+READY_MARKER = "callway balancer ready"
+READY_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One ``dispatcher.list`` line: ``setid uri flags priority attrs``."""
+
+    uri: str
+    weight: int = 50
+    setid: int = 1
+    flags: int = 0
+    priority: int = 0
+    attrs: str = ""
+
+    def line(self) -> str:
+        attrs = f"weight={self.weight}" + (f";{self.attrs}" if self.attrs else "")
+        return f"{self.setid} {self.uri} {self.flags} {self.priority} {attrs}"
+
+
+def dispatcher_list(nodes: Sequence[Node]) -> str:
+    """The text of a ``dispatcher.list`` (Kamailio's format)."""
+    return "# setid destination flags priority attributes\n" + "".join(
+        f"{node.line()}\n" for node in nodes
+    )
+
+
+def balancer_toml(
+    port: int,
+    *,
+    algorithm: int = 9,
+    ping_interval: float = 1.0,
+    ping_timeout: float = 0.5,
+    probing_mode: int = 1,
+    extra: str = "",
+) -> str:
+    """A ``[balancer]`` section probing every destination often (failover tests)."""
+    return (
+        "[balancer]\n"
+        f'listen = "udp:127.0.0.1:{port}"\n'
+        'list_file = "dispatcher.list"\n'
+        "set = 1\n"
+        f"algorithm = {algorithm}\n"
+        f"ping_interval = {ping_interval}\n"
+        f"ping_timeout = {ping_timeout}\n"
+        f"probing_mode = {probing_mode}\n"
+        f"{extra}"
+    )
+
+
+class BalancerStartError(RuntimeError):
+    """The balancer did not print its ready line in time (or exited)."""
+
+
+class BalancerProcess:
+    """One ``callway balancer -c DIR`` process (restartable, reloadable)."""
+
+    def __init__(self, config_dir: Path, sip_port: int, *, env: dict[str, str] | None = None):
+        self.config_dir = config_dir
+        self.sip_port = sip_port
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self._logs: list[Path] = []
+        self._log_handle: IO[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def target(self) -> str:
+        """``host:port`` for sipp."""
+        return f"{self.host}:{self.sip_port}"
+
+    @property
+    def list_path(self) -> Path:
+        return self.config_dir / "dispatcher.list"
+
+    @property
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "callway", "balancer", "-c", str(self.config_dir)]
+
+    def start(self, timeout: float = READY_TIMEOUT) -> BalancerProcess:
+        if self.running:
+            raise RuntimeError("balancer already running")
+        self.starts += 1
+        log = self.config_dir / f"balancer-stderr-{self.starts}.log"
+        self._logs.append(log)
+        self._log_handle = log.open("wb")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.update(self.env or {})
+        self.proc = subprocess.Popen(
+            self.argv, stdin=subprocess.DEVNULL, stdout=self._log_handle,
+            stderr=subprocess.STDOUT, cwd=self.config_dir, env=env,
+        )  # fmt: skip
+        try:
+            self.wait_log(READY_MARKER, timeout=timeout)
+        except AssertionError as exc:
+            self.stop()
+            raise BalancerStartError(str(exc)) from None
+        return self
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+        if self._log_handle is not None:
+            self._log_handle.close()
+            self._log_handle = None
+        return proc.returncode
+
+    def reload(self) -> None:
+        """SIGHUP: re-read dispatcher.list."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self._logs if p.exists())
+
+    def wait_log(self, pattern: str, *, timeout: float = 10.0, count: int = 1) -> str:
+        """Wait until ``pattern`` (a regex) matches ``count`` times in the log; the last match."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            found = regex.findall(self.log_text())
+            if len(found) >= count:
+                return str(found[-1])
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(
+                    f"balancer exited {self.proc.returncode} waiting for {pattern!r}:\n"
+                    + self.log_text()[-6000:]
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"no {pattern!r} in the balancer log within {timeout} s:\n"
+                    + self.log_text()[-6000:]
+                )
+            time.sleep(0.05)
+
+
+def write_balancer_config(config_dir: Path, nodes: Sequence[Node], toml: str) -> None:
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / "dispatcher.list").write_text(dispatcher_list(nodes))
+    (config_dir / "callway.toml").write_text(toml)
+
+
+@contextlib.contextmanager
+def run_balancer(
+    config_dir: Path, nodes: Sequence[Node], *, port: int | None = None, **toml_kwargs: object
+) -> Iterator[BalancerProcess]:
+    """Write the config under ``config_dir`` and run the balancer for the block.
+
+    ``toml_kwargs`` go to :func:`balancer_toml`.  On an exception the log is
+    printed (pytest shows it with the failure); the process is always stopped.
+    """
+    sip_port = port if port is not None else free_sip_port()
+    write_balancer_config(config_dir, nodes, balancer_toml(sip_port, **toml_kwargs))  # type: ignore[arg-type]
+    balancer = BalancerProcess(config_dir, sip_port)
+    balancer.start()
+    try:
+        yield balancer
+    except BaseException:
+        print(f"--- callway balancer log ---\n{balancer.log_text()[-12000:]}", file=sys.stderr)
+        raise
+    finally:
+        balancer.stop()
+
+
+# --------------------------------------------------------------------------
+# sipp in the background: the nodes behind the balancer
+# --------------------------------------------------------------------------
+class SippServer:
+    """A sipp UAS scenario running in the background on a fixed port.
+
+    The scenario's ``<log message=...>`` lines go to ``log_file``;
+    :meth:`count` counts lines starting with a word (``INVITE``, ``BYE``...).
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        scenario: str,
+        *,
+        port: int | None = None,
+        extra_args: Sequence[str] = (),
+        timeout: float = 60.0,
+    ) -> None:
+        self.workdir = workdir
+        self.scenario = scenario
+        self.port = port if port is not None else free_port_pair_block(1)
+        self.extra_args = list(extra_args)
+        self.timeout = timeout
+        self.log_file = workdir / "actions.log"
+        self.out_path = workdir / "sipp.out"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._out: IO[bytes] | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"sip:127.0.0.1:{self.port}"
+
+    def argv(self) -> list[str]:
+        sipp = shutil.which("sipp")
+        if sipp is None:
+            raise FileNotFoundError("sipp")
+        scenario = SCENARIOS / self.scenario
+        return [
+            sipp, "-sf", str(scenario), "-nostdin", "-i", "127.0.0.1", "-p", str(self.port),
+            "-t", "u1", "-timeout", f"{int(self.timeout)}s", "-trace_logs",
+            "-log_file", str(self.log_file), "-trace_err",
+            "-error_file", str(self.workdir / "errors.log"), "-trace_msg",
+            "-message_file", str(self.workdir / "messages.log"), "-max_recv_loops", "1000",
+            *self.extra_args,
+        ]  # fmt: skip
+
+    def start(self) -> SippServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._out = self.out_path.open("wb")
+        self.proc = subprocess.Popen(
+            self.argv(), stdin=subprocess.DEVNULL, stdout=self._out,
+            stderr=subprocess.STDOUT, cwd=self.workdir,
+        )  # fmt: skip
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if _udp_bound(self.port):
+                return self
+            time.sleep(0.05)
+        raise RuntimeError(f"sipp UAS did not start on {self.port}:\n{self.output()}")
+
+    def stop(self) -> int | None:
+        """Stop at once (SIGTERM, then SIGKILL)."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(3)
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        return proc.returncode
+
+    kill = stop
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def output(self) -> str:
+        return self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
+
+    def actions(self) -> list[str]:
+        if not self.log_file.exists():
+            return []
+        return [line.strip() for line in self.log_file.read_text(errors="replace").splitlines()]
+
+    def count(self, word: str) -> int:
+        """Distinct Call-IDs logged with ``word`` (``INVITE``/``BYE``...)."""
+        return len(self.call_ids(word))
+
+    def call_ids(self, word: str) -> set[str]:
+        prefix = f"{word} "
+        return {line[len(prefix) :] for line in self.actions() if line.startswith(prefix)}
+
+    def messages(self) -> str:
+        path = self.workdir / "messages.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def __enter__(self) -> SippServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _udp_bound(port: int) -> bool:
+    """True once something has bound UDP ``port`` on loopback (from /proc/net/udp)."""
+    needle = f"0100007F:{port:04X}"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+            if line.split()[1] == needle:
+                return True
+    return False
