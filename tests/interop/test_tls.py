@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -92,15 +93,17 @@ def test_old_tls_and_missing_client_cert_refused(pbx_factory: PbxFactory, tmp_pa
     old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     old.check_hostname = False
     old.verify_mode = ssl.CERT_NONE
-    old.minimum_version = ssl.TLSVersion.TLSv1
-    old.maximum_version = ssl.TLSVersion.TLSv1_1
-    with pytest.raises((ssl.SSLError, ConnectionResetError, OSError)):
-        with (
-            socket.create_connection(("127.0.0.1", tls_port), timeout=3) as raw,
-            old.wrap_socket(raw) as tls,
-        ):
-            tls.sendall(b"\r\n\r\n")
-            tls.recv(10)
+    with warnings.catch_warnings():  # the point is to try what is deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old.minimum_version = ssl.TLSVersion.TLSv1
+        old.maximum_version = ssl.TLSVersion.TLSv1_1
+    with (
+        pytest.raises((ssl.SSLError, ConnectionResetError, OSError)),
+        socket.create_connection(("127.0.0.1", tls_port), timeout=3) as raw,
+        old.wrap_socket(raw) as tls,
+    ):
+        tls.sendall(b"\r\n\r\n")
+        tls.recv(10)
     # TLS 1.2 without a client certificate: the handshake (or the first read) fails.
     result = probe_tls(tls_port)
     assert result.returncode != 0, result.stdout
