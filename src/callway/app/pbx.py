@@ -20,6 +20,8 @@ from pathlib import Path
 from callway import __version__
 from callway.app.b2bua.manager import CallManager
 from callway.app.b2bua.service import CallService, cdr_writer
+from callway.app.control import ControlServer
+from callway.app.pbx_console import pbx_commands
 from callway.app.pbx_tu import PbxTransactionUser
 from callway.config.defaults import DEMO_EXTENSIONS_CONF
 from callway.config.errors import ConfigError
@@ -131,6 +133,7 @@ class PbxApp:
             self.core, self.calls, self.manager, self.stack.transactions
         )
         self.tls_contexts: dict[str, ssl.SSLContext] = {}
+        self.control: ControlServer | None = None
         self._tick_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
 
@@ -161,6 +164,14 @@ class PbxApp:
                             transport.protocol)  # fmt: skip
         self.stack.start(loop)
         self._tick_task = loop.create_task(self._tick())
+        self.control = ControlServer(
+            self.settings.state_dir / "callway.ctl", pbx_commands(self)
+        )
+        try:
+            await self.control.start()
+        except OSError as exc:
+            log.warning("no console socket: %s", exc)
+            self.control = None
         log.info("callway pbx ready: %s", " ".join(bound))
 
     async def _tick(self) -> None:
@@ -212,6 +223,8 @@ class PbxApp:
             self._tick_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._tick_task
+        if self.control is not None:
+            await self.control.close()
         await self.stack.close()
         self.store.close()
         self.cdr.close()

@@ -131,6 +131,18 @@ def _cmd_cert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_console(args: argparse.Namespace) -> int:
+    from callway.cli.console import run
+
+    if args.socket:
+        path = Path(args.socket)
+    elif args.config:
+        path = Path(args.state_dir or args.config).resolve() / "callway.ctl"
+    else:
+        path = Path(args.state_dir or os.path.join(os.getcwd(), "var", "demo")) / "callway.ctl"
+    return run(path, args.execute)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="callway", description="callway VoIP system")
@@ -153,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     bal.add_argument("--ping-interval", type=float, help="OPTIONS probing interval, seconds")
     bal.add_argument("--advertise", help="address put in Via/Record-Route/Path (e.g. the VIP)")
     bal.set_defaults(func=_cmd_balancer)
+    console = sub.add_parser("console", help="attach to a running PBX (like asterisk -rvvv)")
+    console.add_argument("-c", "--config", help="the node's config directory")
+    console.add_argument("--state-dir", help="the node's state directory")
+    console.add_argument("--socket", help="control socket path")
+    console.add_argument("-x", "--execute", help="run one command and exit (asterisk -rx)")
+    console.set_defaults(func=_cmd_console, verbose=0)
     cert = sub.add_parser("cert", help="write a self-signed TLS certificate (or a CA + cert)")
     cert.add_argument("--dir", default=".", help="where to write the files")
     cert.add_argument("--name", action="append", help="DNS name or IP (repeatable)")
@@ -183,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``callway`` command."""
     args = build_parser().parse_args(argv)
-    if args.command not in ("probe", "keepalived", "cert"):
+    if args.command not in ("probe", "keepalived", "cert", "console"):
         _setup_logging(args.verbose)
     result: int = args.func(args)
     return result

@@ -18,6 +18,7 @@ and ``now`` and returns the response to send.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from callway.core.address import Address
@@ -28,6 +29,8 @@ from callway.sip.errors import ParseError
 from callway.sip.headers import NameAddr, format_params
 from callway.sip.message import Request, Response, make_response
 from callway.sip.uri import SipURI
+
+log = logging.getLogger("callway.pbx.registrar")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +134,14 @@ class Registrar:
             for binding in kept[:overflow]:
                 self.location.remove(aor.name, binding.uri)
         for uri in removing:
+            if self.location.get(aor.name, uri) is not None:
+                log.info("Removed contact '%s' from AOR '%s' due to request", uri, aor.name)
             self.location.remove(aor.name, uri)
         path = tuple(request.get_all("path")) if aor.support_path else ()
         for item in adding:
+            if self.location.get(aor.name, item.uri) is None:
+                log.info("Added contact '%s' to AOR '%s' with expiration of %d seconds",
+                         item.uri, aor.name, item.expires)  # fmt: skip
             self.location.put(
                 Binding(
                     aor=aor.name,

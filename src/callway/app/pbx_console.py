@@ -1,0 +1,85 @@
+"""The PBX's console commands (Asterisk CLI names), served by the control socket."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from callway import __version__
+from callway.app.control import Command, table
+
+if TYPE_CHECKING:
+    from callway.app.pbx import PbxApp
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def pbx_commands(app: PbxApp) -> dict[str, Command]:
+    """Command name -> handler taking the remaining words."""
+
+    def endpoints(_args: list[str]) -> str:
+        now = time.time()
+        rows = []
+        for name, ep in sorted(app.config.endpoints.items()):
+            contacts = [b for aor in ep.aors for b in app.location.lookup(aor, now)]
+            state = "Available" if contacts else "Unavailable"
+            in_use = sum(1 for c in app.calls.channels.values() if c.endpoint.name == name)
+            rows.append([name, state, ep.context, ",".join(ep.allow), ",".join(ep.aors),
+                         str(len(contacts)), str(in_use)])  # fmt: skip
+        return table(["Endpoint", "State", "Context", "Codecs", "Aors", "Contacts", "Channels"],
+                     rows)  # fmt: skip
+
+    def contacts(_args: list[str]) -> str:
+        now = time.time()
+        rows = [
+            [b.aor, b.uri, str(b.remaining(now)), str(b.source), b.user_agent[:30]]
+            for b in app.location.all(now)
+        ]
+        return table(["Aor", "Contact", "Expires", "Source", "User-Agent"], rows)
+
+    def aors(_args: list[str]) -> str:
+        now = time.time()
+        rows = [
+            [name, str(aor.max_contacts), str(len(app.location.lookup(name, now))),
+             str(aor.default_expiration)]
+            for name, aor in sorted(app.config.aors.items())
+        ]  # fmt: skip
+        return table(["Aor", "MaxContact", "Contacts", "DefaultExpiration"], rows)
+
+    def channels(_args: list[str]) -> str:
+        now = time.time()
+        rows = []
+        for channel in app.calls.channels.values():
+            state = "Up" if channel.leg.answered else "Ring"
+            rows.append([channel.name, state, channel.exten, channel.peer or "-",
+                         _duration(now - channel.started)])  # fmt: skip
+        return table(["Channel", "State", "Exten", "Peer", "Duration"], rows)
+
+    def cdrs(_args: list[str]) -> str:
+        rows = [
+            [r.uniqueid, r.src, r.dst, time.strftime("%H:%M:%S", time.localtime(r.start)),
+             r.disposition, str(r.duration), str(r.billsec)]
+            for r in app.calls.records[-20:]
+        ]  # fmt: skip
+        return table(["UniqueID", "Src", "Dst", "Start", "Disposition", "Duration", "Billsec"],
+                     rows)  # fmt: skip
+
+    def version(_args: list[str]) -> str:
+        return f"callway {__version__} (PBX)"
+
+    def reload(_args: list[str]) -> str:
+        return "Configuration reloaded." if app.reload() else "Reload failed: see the log."
+
+    return {
+        "pjsip show endpoints": endpoints,
+        "pjsip show contacts": contacts,
+        "pjsip show aors": aors,
+        "core show channels": channels,
+        "cdr show": cdrs,
+        "core show version": version,
+        "module reload": reload,
+        "core reload": reload,
+    }
