@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ from callway.pbx.location import Location
 from callway.pbx.model import PjsipConfig
 from callway.pbx.registrar import Registrar
 from callway.store.cdr import SqliteCdrStore
+from callway.store.redis_location import RedisReplicator, ReplicatedLocation
 from callway.store.sqlite import SqliteLocationStore
 from callway.transport.stack import SipStack
 from callway.transport.tls import TlsConfigError, client_context, load_certificate, server_context
@@ -107,10 +110,17 @@ class PbxApp:
         self.options = load_toml(settings)
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = SqliteLocationStore(settings.state_dir / "callway.sqlite")
-        self.location = Location(self.store)
-        restored = self.location.restore(time.time())
-        if restored:
-            log.info("restored %d registrations from %s", restored, self.store.path)
+        self.replicator: RedisReplicator | None = None
+        if self.options.store.url == "sqlite":
+            self.location = Location(self.store)
+            restored = self.location.restore(time.time())
+            if restored:
+                log.info("restored %d registrations from %s", restored, self.store.path)
+        else:
+            node = self.options.store.node_id or f"{socket.gethostname()}:{os.getpid()}"
+            self.replicator = RedisReplicator(self.options.store.url, node,
+                                              self.options.store.prefix)  # fmt: skip
+            self.location = ReplicatedLocation(self.replicator)
         self.auth = Authenticator(self.config, algorithms=self.options.auth.algorithms)
         self.registrar = Registrar(self.config, self.location, self.auth)
         self.stack = SipStack()
@@ -162,6 +172,8 @@ class PbxApp:
             else:
                 log.warning("transport %s: protocol %s not served yet", transport.name,
                             transport.protocol)  # fmt: skip
+        if self.replicator is not None and isinstance(self.location, ReplicatedLocation):
+            await self.replicator.start(self.location)
         self.stack.start(loop)
         self._tick_task = loop.create_task(self._tick())
         self.control = ControlServer(
@@ -225,6 +237,8 @@ class PbxApp:
                 await self._tick_task
         if self.control is not None:
             await self.control.close()
+        if self.replicator is not None:
+            await self.replicator.close()
         await self.stack.close()
         self.store.close()
         self.cdr.close()

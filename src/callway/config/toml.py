@@ -90,6 +90,19 @@ class HaSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """``[store]``: ``sqlite`` (embedded, one node) or ``redis://host:port/db`` (shared)."""
+
+    url: str = "sqlite"
+    node_id: str = ""
+    prefix: str = "callway"
+
+    def __post_init__(self) -> None:
+        if self.url != "sqlite" and not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise TypeError("url must be 'sqlite' or a redis:// URL")
+
+
+@dataclass(frozen=True, slots=True)
 class CallwaySettings:
     """The whole file."""
 
@@ -98,6 +111,7 @@ class CallwaySettings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     balancer: BalancerToml = field(default_factory=BalancerToml)
     ha: HaSettings = field(default_factory=HaSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
 
 
 _SECTIONS: dict[str, type] = {
@@ -106,6 +120,7 @@ _SECTIONS: dict[str, type] = {
     "auth": AuthSettings,
     "balancer": BalancerToml,
     "ha": HaSettings,
+    "store": StoreSettings,
 }
 
 
