@@ -101,3 +101,23 @@ def test_demo_starts_with_seed_defaults(tmp_path: Path) -> None:
         output, _ = proc.communicate(timeout=10)
     text = output.decode(errors="replace")
     assert "8005" in text and "8006" in text and "password" in text
+
+
+def test_stun_keepalive_on_sip_port(pbx: PbxProcess) -> None:
+    """RFC 5626 §4.4.2: a STUN Binding on the SIP UDP port gets our view of the client."""
+    from callway.stun.message import MessageClass, Method, StunMessage, decode, encode
+
+    request = StunMessage(Method.BINDING, MessageClass.REQUEST, os.urandom(12))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(2.0)
+    try:
+        sock.sendto(encode(request), ("127.0.0.1", pbx.sip_port))
+        answer = decode(sock.recvfrom(2048)[0])
+        mapped = answer.address(0x0020)  # XOR-MAPPED-ADDRESS
+        assert mapped is not None
+        assert (mapped.host, mapped.port) == sock.getsockname()
+        assert answer.transaction_id == request.transaction_id
+    finally:
+        sock.close()
+    assert run_sipsak(f"sip:s@127.0.0.1:{pbx.sip_port}") == 0

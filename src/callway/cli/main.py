@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from callway.cli.stun_cmd import add_stun_parser
 from callway.config.errors import ConfigError
 
 
@@ -195,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("-N", "--nagios", action="store_true", help="Nagios plugin exit codes")
     probe.add_argument("-q", "--quiet", action="store_true", help="print nothing")
     probe.set_defaults(func=_cmd_probe, verbose=0)
+    add_stun_parser(sub)
     return parser
 
 

@@ -25,6 +25,7 @@ from callway.sip.errors import ParseError
 from callway.sip.message import Request, Response, parse_message
 from callway.sip.reply import error_response
 from callway.sip.transaction import TransactionError, TransactionEvent, TransactionLayer
+from callway.stun.server import binding_response
 from callway.transport.tcp import StreamServer
 from callway.transport.udp import UdpEndpoint
 
@@ -109,8 +110,14 @@ class SipStack:
 
     def on_data(self, data: bytes, source: Address) -> None:
         """Bytes from a transport: one datagram or one framed stream message."""
+        if data[:1] < b"\x04":
+            # RFC 7983 demultiplexing: STUN keep-alives on the SIP port (RFC 5626 §4.4.2).
+            reply = binding_response(data, (source.host, source.port))
+            if reply is not None:
+                self.send_bytes(reply, source)
+                return
         if not data.strip(b"\r\n\0 "):
-            return  # keep-alive (RFC 5626 §3.5.1 over UDP is STUN; bare CRLFs are ignored)
+            return  # bare CRLF keep-alives are ignored
         if self.trace is not None:
             self.trace("recv", data, source)
         now = self.clock()
