@@ -87,6 +87,8 @@ class HaSettings:
     rise: int = 2
     notify: str = ""
     callway: str = ""
+    preempt_delay: float = 0.0
+    nopreempt: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,32 @@ class StoreSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CallbackSettings:
+    """``[callback]``: hold the caller and push-notify an offline callee (the seed's §5)."""
+
+    endpoints: tuple[str, ...] = ()  # push-capable endpoints; "*" = all
+    mode: str = "hold"  # "hold" (bridge when the callee registers) or "conference"
+    timeout: float = 60.0
+    hold_media: str = "ringback"  # "ringback" (180, not answered) or "moh" (answer + music)
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    room_prefix: str = "callback-"
+    announcement: str = "vm-goodbye"
+
+    def __post_init__(self) -> None:
+        value = self.endpoints
+        object.__setattr__(self, "endpoints", (value,) if isinstance(value, str) else tuple(value))
+        if self.mode not in ("hold", "conference"):
+            raise TypeError("mode must be 'hold' or 'conference'")
+        if self.hold_media not in ("ringback", "moh"):
+            raise TypeError("hold_media must be 'ringback' or 'moh'")
+
+    def push_capable(self, endpoint: str) -> bool:
+        """Configured for callback (RFC 8599 parameters on a Contact also qualify)."""
+        return "*" in self.endpoints or endpoint in self.endpoints
+
+
+@dataclass(frozen=True, slots=True)
 class CallwaySettings:
     """The whole file."""
 
@@ -112,6 +140,7 @@ class CallwaySettings:
     balancer: BalancerToml = field(default_factory=BalancerToml)
     ha: HaSettings = field(default_factory=HaSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    callback: CallbackSettings = field(default_factory=CallbackSettings)
 
 
 _SECTIONS: dict[str, type] = {
@@ -121,6 +150,7 @@ _SECTIONS: dict[str, type] = {
     "balancer": BalancerToml,
     "ha": HaSettings,
     "store": StoreSettings,
+    "callback": CallbackSettings,
 }
 
 

@@ -19,6 +19,7 @@ and ``now`` and returns the response to send.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from callway.core.address import Address
@@ -47,6 +48,8 @@ class Registrar:
         self.config = config
         self.location = location
         self.auth = auth
+        #: Called with each binding a REGISTER adds or refreshes (callback, push params).
+        self.listeners: list[Callable[[Binding], None]] = []
 
     def handle_register(self, request: Request, source: Address, now: float) -> Response:
         """Process one REGISTER (RFC 3261 §10.3 steps 1-8)."""
@@ -120,9 +123,7 @@ class Registrar:
                 return self._reply(request, 500, "Out Of Order CSeq")
         adding = [w for w in wanted if w.expires > 0]
         removing = {w.uri for w in wanted if w.expires == 0}
-        existing = [
-            b for b in self.location.lookup(aor.name, now) if b.uri not in removing
-        ]
+        existing = [b for b in self.location.lookup(aor.name, now) if b.uri not in removing]
         new_uris = {w.uri for w in adding}
         kept = [b for b in existing if b.uri not in new_uris]
         if aor.max_contacts <= 0 and adding:
@@ -137,27 +138,30 @@ class Registrar:
             if self.location.get(aor.name, uri) is not None:
                 log.info("Removed contact '%s' from AOR '%s' due to request", uri, aor.name)
             self.location.remove(aor.name, uri)
-        path = tuple(request.get_all("path")) if aor.support_path else ()
+        # RFC 3327: callway honours Path whatever the AOR's support_path says (chan_pjsip
+        # needs support_path=yes): behind callway balancer it is how a node reaches a phone.
+        path = tuple(request.get_all("path"))
         for item in adding:
             if self.location.get(aor.name, item.uri) is None:
                 log.info("Added contact '%s' to AOR '%s' with expiration of %d seconds",
                          item.uri, aor.name, item.expires)  # fmt: skip
-            self.location.put(
-                Binding(
-                    aor=aor.name,
-                    uri=item.uri,
-                    expires_at=now + item.expires,
-                    call_id=call_id,
-                    cseq=cseq,
-                    source=source,
-                    registered_at=now,
-                    path=path,
-                    user_agent=request.get("user-agent") or "",
-                    instance=(item.params.get("+sip.instance") or "").strip('"'),
-                    reg_id=item.params.get("reg-id") or "",
-                    params=format_params(item.params),
-                )
+            binding = Binding(
+                aor=aor.name,
+                uri=item.uri,
+                expires_at=now + item.expires,
+                call_id=call_id,
+                cseq=cseq,
+                source=source,
+                registered_at=now,
+                path=path,
+                user_agent=request.get("user-agent") or "",
+                instance=(item.params.get("+sip.instance") or "").strip('"'),
+                reg_id=item.params.get("reg-id") or "",
+                params=format_params(item.params),
             )
+            self.location.put(binding)
+            for listener in self.listeners:
+                listener(binding)
         return self._ok(request, aor, now, path)
 
     def _ok(self, request: Request, aor: Aor, now: float, path: tuple[str, ...] = ()) -> Response:
