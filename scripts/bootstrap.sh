@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBIAN_PKGS=(sip-tester sipsak baresip baresip-core keepalived stun-client
-             tshark espeak-ng sox libsox-fmt-all iproute2 iptables redis-server)
+             tshark espeak-ng sox libsox-fmt-all iproute2 iptables redis-server chromium)
 
 missing=()
 for p in "${DEBIAN_PKGS[@]}"; do

@@ -42,8 +42,10 @@ class Node:
     attrs: str = ""
 
     def line(self) -> str:
-        attrs = f"weight={self.weight}" + (f";{self.attrs}" if self.attrs else "")
-        return f"{self.setid} {self.uri} {self.flags} {self.priority} {attrs}"
+        attrs = ";".join(
+            a for a in (f"weight={self.weight}" if self.weight else "", self.attrs) if a
+        )
+        return f"{self.setid} {self.uri} {self.flags} {self.priority} {attrs}".rstrip()
 
 
 def dispatcher_list(nodes: Sequence[Node]) -> str:
@@ -285,7 +287,12 @@ class SippServer:
             self._out = None
         return proc.returncode
 
-    kill = stop
+    def kill(self) -> None:
+        """SIGKILL at once (a crashed node)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(3)
+        self.stop()
 
     @property
     def running(self) -> bool:
@@ -326,3 +333,69 @@ def _udp_bound(port: int) -> bool:
             if line.split()[1] == needle:
                 return True
     return False
+
+
+# --------------------------------------------------------------------------
+# Debian's Kamailio with the seed's dispatcher config (a reference balancer)
+# --------------------------------------------------------------------------
+KAMAILIO_CFG = Path(__file__).resolve().parents[2] / "bench" / "kamailio-dispatcher.cfg"
+KAMAILIO_MPATH = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+
+
+def kamailio_cfg(port: int, list_file: Path, *, children: int = 2, ping: int = 1,
+                 debug: int = 1) -> str:  # fmt: skip
+    """``bench/kamailio-dispatcher.cfg`` with its placeholders filled in."""
+    text = KAMAILIO_CFG.read_text()
+    values = {"PORT": port, "CHILDREN": children, "MPATH": KAMAILIO_MPATH,
+              "LIST": list_file, "PING": ping, "DEBUG": debug}  # fmt: skip
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", str(value))
+    return text
+
+
+@contextlib.contextmanager
+def run_kamailio(
+    workdir: Path, nodes: Sequence[Node], *, port: int | None = None, children: int = 2,
+    ping: int = 1,
+) -> Iterator[BalancerProcess]:  # fmt: skip
+    """``kamailio -DD -E -f CFG -x tlsf -X tlsf`` over ``nodes`` for the block.
+
+    Yields a :class:`BalancerProcess` only for its ``target``/``log_text``; the
+    Kamailio process is stopped by its PID at the end.
+    """
+    binary = shutil.which("kamailio") or "/usr/sbin/kamailio"
+    workdir.mkdir(parents=True, exist_ok=True)
+    sip_port = port if port is not None else free_sip_port()
+    list_file = workdir / "dispatcher.list"
+    list_file.write_text(dispatcher_list(nodes))
+    cfg = workdir / "kamailio.cfg"
+    cfg.write_text(kamailio_cfg(sip_port, list_file, children=children, ping=ping))
+    rundir = workdir / "run"
+    rundir.mkdir(exist_ok=True)
+    log = workdir / "balancer-stderr-1.log"
+    argv = [binary, "-DD", "-E", "-f", str(cfg), "-x", "tlsf", "-X", "tlsf", "-m", "64",
+            "-P", str(workdir / "kamailio.pid"), "-Y", str(rundir), "-w", str(rundir)]  # fmt: skip
+    view = BalancerProcess(workdir, sip_port)
+    view._logs.append(log)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
+        view.proc = proc
+        try:
+            deadline = time.monotonic() + 10.0
+            while not _udp_bound(sip_port):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise BalancerStartError(f"kamailio did not start:\n{view.log_text()}")
+                time.sleep(0.05)
+            yield view
+        except BaseException:
+            print(f"--- kamailio log ---\n{view.log_text()[-12000:]}", file=sys.stderr)
+            raise
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)

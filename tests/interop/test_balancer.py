@@ -120,8 +120,8 @@ def test_node_killed_under_load_fails_over_and_comes_back(
 ) -> None:
     a, b = nodes("a"), nodes("b")
     dests = [Node(a.uri, 50), Node(b.uri, 50)]
-    with run_balancer(tmp_path / "lb", dests, ping_interval=PING_INTERVAL,
-                      ping_timeout=PING_TIMEOUT) as balancer, ThreadPoolExecutor(1) as pool:  # fmt: skip
+    probing = {"ping_interval": PING_INTERVAL, "ping_timeout": PING_TIMEOUT}
+    with run_balancer(tmp_path / "lb", dests, **probing) as balancer, ThreadPoolExecutor(1) as pool:
         # steady load: 40 calls/s for 6 s; node a dies 2 s in
         running = pool.submit(
             calls, balancer, 240, tmp_path, rate=40, hold_ms=50, name="during",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import secrets
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from callway import __version__
+from callway.admin import AdminServer, start_admin
+from callway.app.admin_backends import BalancerBackend
 from callway.app.alerts import AlertSender
 from callway.app.balancer_tu import BalancerUser
 from callway.balancer.algorithms import RequestFacts, SelectorState, select_destinations
@@ -85,6 +88,9 @@ class BalancerSettings:
     advertise: str = ""
     alert_url: str = ""
     alert_secret: str = ""
+    admin_listen: str = "127.0.0.1:8089"
+    admin_token: str = ""
+    state_dir: Path = field(default_factory=Path.cwd)
 
 
 def balancer_settings(args: object) -> BalancerSettings:
@@ -119,6 +125,9 @@ def balancer_settings(args: object) -> BalancerSettings:
         advertise=getattr(args, "advertise", None) or b.advertise,
         alert_url=b.alert_url,
         alert_secret=b.alert_secret,
+        admin_listen=toml.admin.listen if config_dir else "127.0.0.1:8089",
+        admin_token=toml.admin.token,
+        state_dir=base,
     )
 
 
@@ -141,7 +150,7 @@ class DispatcherPicker:
         if request.method == "REGISTER":
             algorithm = Algorithm.HASH_TO_URI  # one user's registrations stay on one node
         chosen = select_destinations(
-            dset, algorithm, _facts(request), self.state, now, self.rng
+            dset, algorithm, _facts(request, algorithm), self.state, now, self.rng
         )
         out = []
         for dest in chosen:
@@ -174,22 +183,30 @@ class DispatcherPicker:
         return False
 
 
-def _facts(request: Request) -> RequestFacts:
+def _facts(request: Request, algorithm: Algorithm) -> RequestFacts:
+    """What ``algorithm`` hashes, and only that (the others need no header parsing)."""
     try:
-        auth_user = ""
-        for value in request.get_all("authorization") + request.get_all("proxy-authorization"):
-            auth_user = parse_auth_header(value).params.get("username", "")
-            break
-        uri = request.uri
-        return RequestFacts(
-            call_id=request.call_id,
-            from_uri=name_addr_uri(request.get("from") or ""),
-            to_uri=name_addr_uri(request.get("to") or ""),
-            ruri_user=(uri.user or "") if isinstance(uri, SipURI) else "",
-            auth_user=auth_user,
-        )
+        call_id = request.call_id
+        if algorithm == Algorithm.HASH_FROM_URI:
+            return RequestFacts(call_id, from_uri=name_addr_uri(request.get("from") or ""))
+        if algorithm == Algorithm.HASH_TO_URI:
+            return RequestFacts(call_id, to_uri=name_addr_uri(request.get("to") or ""))
+        if algorithm == Algorithm.HASH_RURI:
+            uri = request.uri
+            return RequestFacts(
+                call_id, ruri_user=(uri.user or "") if isinstance(uri, SipURI) else ""
+            )
+        if algorithm == Algorithm.HASH_AUTH_USER:
+            return RequestFacts(call_id, auth_user=_auth_user(request))
+        return RequestFacts(call_id)
     except (ParseError, ValueError):
         return RequestFacts(call_id=request.get("call-id") or "")
+
+
+def _auth_user(request: Request) -> str:
+    for value in request.get_all("authorization") + request.get_all("proxy-authorization"):
+        return parse_auth_header(value).params.get("username", "")
+    return ""
 
 
 class BalancerApp:
@@ -215,6 +232,7 @@ class BalancerApp:
         )  # fmt: skip
         self.alerts = AlertSender(settings.alert_url, settings.alert_secret)
         self._probes: dict[ClientTransactionKey, str] = {}
+        self.admin: AdminServer | None = None
         self.stack.tu = self
         self._stopped = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -248,6 +266,13 @@ class BalancerApp:
                 bound.append(f"tcp:{listen.host}:{server.port}")
         self.stack.start(loop)
         self._tasks.append(loop.create_task(self._probe_loop()))
+        try:
+            self.admin = await start_admin(
+                BalancerBackend(self), self.settings.admin_listen, self.settings.admin_token,
+                self.settings.state_dir,
+            )  # fmt: skip
+        except OSError as exc:
+            log.warning("admin API not started on %s: %s", self.settings.admin_listen, exc)
         self._tasks.append(loop.create_task(self._proxy_timer_loop()))
         log.info("callway balancer ready: %s (set %d, algorithm %d)", " ".join(bound),
                  self.settings.setid, self.settings.algorithm)  # fmt: skip
@@ -280,7 +305,13 @@ class BalancerApp:
             return
         me = self.identity
         settings = self.settings.probe
-        via = f"SIP/2.0/{me.transport.upper()} {me.host}:{me.port};branch={new_branch()};rport"
+        dest = uri_address(uri)
+        host, port = me.host, me.port
+        source = self._probe_source()
+        if source is not None:
+            host, port = source
+            dest = dataclasses.replace(dest, local=source)
+        via = f"SIP/2.0/{me.transport.upper()} {host}:{port};branch={new_branch()};rport"
         request = Request(
             settings.method,
             str(uri),
@@ -294,9 +325,26 @@ class BalancerApp:
                 ("User-Agent", f"callway balancer {__version__}"),
             ],
         )
-        key = self.stack.send_request(request, uri_address(uri))
+        key = self.stack.send_request(request, dest)
         assert isinstance(key, ClientTransactionKey)
         self._probes[key] = dest_uri
+
+    def _probe_source(self) -> tuple[str, int] | None:
+        """With ``--advertise VIP``: probe from this node's own listen address, if it has one.
+
+        A keepalived backup cannot send from a VIP it does not hold (the kernel
+        says ENETUNREACH), and answers to probes sent from the VIP would reach
+        the master: probing from its own address, each node of the pair knows
+        the destination states by itself, ready for a failover.
+        """
+        vip = self.settings.advertise
+        if not vip:
+            return None
+        for endpoint in self.stack.udp:
+            host = endpoint.host
+            if host != vip and not endpoint.wildcard and not host.startswith("127."):
+                return host, endpoint.port
+        return None
 
     def _announce(self, event: DestinationUp | DestinationDown) -> None:
         if isinstance(event, DestinationDown):
@@ -322,6 +370,8 @@ class BalancerApp:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.admin is not None:
+            await self.admin.close()
         await self.stack.close()
         await self.alerts.close()
 

@@ -89,7 +89,7 @@ class Forward:
     """One proxied request: its server transaction and the attempts made."""
 
     server_key: ServerTransactionKey
-    raw: bytes
+    request: Request  # as received, then as last forwarded (our Via on top)
     source: Address
     method: str
     candidates: list[tuple[str, Address]]
@@ -243,7 +243,7 @@ class BalancerUser:
             proxy.add_path(request, self.me, source)
         else:
             proxy.add_record_route(request, self.me)
-        fwd = Forward(key, request.to_bytes(), source, request.method, candidates)
+        fwd = Forward(key, request, source, request.method, candidates)
         self.by_server[key] = fwd
         self._next_attempt(fwd, now)
 
@@ -252,8 +252,7 @@ class BalancerUser:
         while fwd.attempt + 1 < len(fwd.candidates):
             fwd.attempt += 1
             uri, dest = fwd.candidates[fwd.attempt]
-            request = parse_message(fwd.raw)
-            assert isinstance(request, Request)
+            request = fwd.request if fwd.forwarded is None else self._pristine(fwd)
             proxy.push_via(request, self.me, f"{BRANCH_PREFIX}{new_branch()[7:]}")
             try:
                 client_key = self.port.send_request(request, dest)
@@ -271,6 +270,19 @@ class BalancerUser:
             self._arm_first_response(fwd, client_key, now)
             return True
         return False
+
+    @staticmethod
+    def _pristine(fwd: Forward) -> Request:
+        """A fresh copy of the request without our Via (for the next attempt).
+
+        The first attempt sends the received request itself (no copy on the
+        hot path); a failover re-parses what was sent and drops our Via.
+        """
+        assert fwd.forwarded is not None
+        request = parse_message(fwd.forwarded.to_bytes())
+        assert isinstance(request, Request)
+        request.pop_first("via")
+        return request
 
     def _cancel(self, key: ServerTransactionKey, cancel: Request) -> None:
         """§16.10: answer the CANCEL, cancel what we forwarded."""
@@ -364,8 +376,7 @@ class BalancerUser:
         if response is not None:
             self._relay_upstream(fwd, response)
             return
-        request = parse_message(fwd.raw)
-        assert isinstance(request, Request)
+        request = fwd.request if fwd.forwarded is None else self._pristine(fwd)
         status = 408 if fwd.dest_uri == "" else 503
         self._reply(fwd.server_key, request, status)
 

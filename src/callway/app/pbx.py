@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from callway import __version__
+from callway.admin import AdminServer, start_admin
+from callway.app.admin_backends import PbxBackend
 from callway.app.b2bua.manager import CallManager
 from callway.app.b2bua.service import CallService, cdr_writer
 from callway.app.control import ControlServer
@@ -144,6 +146,7 @@ class PbxApp:
         )
         self.tls_contexts: dict[str, ssl.SSLContext] = {}
         self.control: ControlServer | None = None
+        self.admin: AdminServer | None = None
         self._tick_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
 
@@ -184,6 +187,13 @@ class PbxApp:
         except OSError as exc:
             log.warning("no console socket: %s", exc)
             self.control = None
+        admin = self.options.admin
+        try:
+            self.admin = await start_admin(
+                PbxBackend(self), admin.listen, admin.token, self.settings.state_dir
+            )
+        except OSError as exc:
+            log.warning("admin API not started on %s: %s", admin.listen, exc)
         log.info("callway pbx ready: %s", " ".join(bound))
 
     async def _tick(self) -> None:
@@ -237,6 +247,8 @@ class PbxApp:
                 await self._tick_task
         if self.control is not None:
             await self.control.close()
+        if self.admin is not None:
+            await self.admin.close()
         if self.replicator is not None:
             await self.replicator.close()
         await self.stack.close()

@@ -1,0 +1,66 @@
+"""The admin server's view of a node: a Protocol the composition roots implement.
+
+``admin/`` sits above the domain layers and below ``app/``: it never imports
+an application.  ``app/admin_backends.py`` adapts :class:`PbxApp` and
+:class:`BalancerApp` to this Protocol; tests pass a fake.  Every method is
+called on the event loop and must return quickly (a snapshot, no I/O).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from callway.admin.model import (
+    Call,
+    Cdr,
+    Destination,
+    HeldCallback,
+    NodeInfo,
+    Registration,
+    Room,
+)
+
+
+class AdminBackend(Protocol):
+    """What the admin API, the dashboard and the metrics read and change."""
+
+    def node_info(self) -> NodeInfo:
+        """Role, version, start time and event counters of this node."""
+        ...
+
+    def registrations(self) -> list[Registration]:
+        """Every live registered contact."""
+        ...
+
+    def calls(self) -> list[Call]:
+        """Active calls with their legs, media counters and quality."""
+        ...
+
+    def cdrs(self, limit: int | None = None, since: float | None = None) -> list[Cdr]:
+        """Finished calls, oldest first: the last ``limit`` that ended at or after ``since``."""
+        ...
+
+    def reload(self) -> bool:
+        """Re-read the configuration; False (old one kept) when it is broken."""
+        ...
+
+    def dispatcher_sets(self) -> list[Destination]:
+        """Every dispatcher destination with its state, by set (empty on a PBX)."""
+        ...
+
+    def set_destination_state(self, uri: str, state: str, setid: int | None = None) -> int:
+        """Set a destination's state letters (``DX`` drains, ``AP`` restores).
+
+        ``uri`` ``"all"`` means every destination of ``setid``.  Returns how
+        many changed; raises KeyError when nothing matches, ValueError for bad
+        letters.
+        """
+        ...
+
+    def held_callbacks(self) -> list[HeldCallback]:
+        """Callers on hold waiting for a callee to come online."""
+        ...
+
+    def rooms(self) -> list[Room]:
+        """Conference rooms in use."""
+        ...

@@ -1,0 +1,205 @@
+"""The PBX and the balancer seen through :class:`~callway.admin.backend.AdminBackend`.
+
+Read-only snapshots of the running applications' objects (location,
+channels and their relays, CDRs, the dispatcher's prober); the only changes
+are a configuration reload and an operator's destination state.
+
+Quality: the relay counts packets but does not yet measure RFC 3550 loss and
+jitter.  A leg's quality is computed as soon as its ``LegStats`` carries
+``lost`` and ``expected`` packet counts (and ``jitter_ms``); until then it
+is reported as unknown (null), never guessed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from callway import __version__
+from callway.admin.model import (
+    Call,
+    Cdr,
+    Destination,
+    HeldCallback,
+    Leg,
+    NodeInfo,
+    Quality,
+    Registration,
+    Room,
+)
+from callway.admin.quality import estimate
+from callway.core.address import Address
+
+if TYPE_CHECKING:
+    from callway.app.b2bua.channel import Channel
+    from callway.app.b2bua.service import CallRecord
+    from callway.app.balancer import BalancerApp
+    from callway.app.pbx import PbxApp
+    from callway.media.relay import LegStats
+
+__all__ = ["BalancerBackend", "PbxBackend"]
+
+
+def _source(address: Address) -> str:
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    return f"{address.transport}:{host}:{address.port}"
+
+
+def _hostport(address: tuple[object, ...] | None) -> str | None:
+    if address is None:
+        return None
+    host = str(address[0])
+    return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+
+
+def leg_quality(stats: LegStats) -> Quality:
+    """Loss, jitter and MOS of what a leg received, when the relay measures them."""
+    lost = getattr(stats, "lost", None)
+    expected = getattr(stats, "expected", None)
+    jitter = getattr(stats, "jitter_ms", None)
+    if not isinstance(lost, int) or not isinstance(expected, int) or expected <= 0:
+        return Quality(jitter_ms=float(jitter) if isinstance(jitter, int | float) else None)
+    jitter_ms = float(jitter) if isinstance(jitter, int | float) else None
+    return estimate(max(0, lost) / expected, jitter_ms)
+
+
+def _cdr(record: CallRecord) -> Cdr:
+    return Cdr(
+        uniqueid=record.uniqueid, src=record.src, dst=record.dst, start=record.start,
+        answer=record.answer, end=record.end, disposition=record.disposition,
+        duration=record.duration, billsec=record.billsec,
+    )  # fmt: skip
+
+
+class PbxBackend:
+    """A :class:`PbxApp` for the admin server."""
+
+    role = "pbx"
+
+    def __init__(self, app: PbxApp) -> None:
+        self.app = app
+        self.started = time.time()
+
+    def node_info(self) -> NodeInfo:
+        """PBX role, version and live object counts."""
+        return NodeInfo(self.role, __version__, self.started, {})
+
+    def registrations(self) -> list[Registration]:
+        """Every live contact in the location service."""
+        now = time.time()
+        out = []
+        for b in self.app.location.all(now):
+            out.append(Registration(
+                aor=b.aor, uri=b.uri, expires_at=b.expires_at, expires_in=b.remaining(now),
+                source=_source(b.source), user_agent=b.user_agent,
+                registered_at=b.registered_at,
+            ))  # fmt: skip
+        return out
+
+    def calls(self) -> list[Call]:
+        """Every channel with its relay legs."""
+        return [self._call(channel) for channel in list(self.app.calls.channels.values())]
+
+    def _call(self, channel: Channel) -> Call:
+        legs: list[Leg] = []
+        media = channel.media
+        if media is not None:
+            now = time.monotonic()  # the relay's clock
+            for name in ("a", "b"):
+                stats = media.relay.leg(name).stats()
+                age = None if stats.last_packet_at is None else now - stats.last_packet_at
+                legs.append(Leg(
+                    name=name, packets_in=stats.packets_in, packets_out=stats.packets_out,
+                    bytes_in=stats.bytes_in, bytes_out=stats.bytes_out, dropped=stats.dropped,
+                    remote=_hostport(stats.remote_rtp), latched=stats.latched,
+                    last_packet_age=None if age is None else round(max(0.0, age), 3),
+                    quality=leg_quality(stats),
+                ))  # fmt: skip
+        return Call(
+            id=channel.uid, name=channel.name, caller=channel.endpoint.name,
+            exten=channel.exten, peer=channel.peer,
+            state="up" if channel.leg.answered else "ringing",
+            started=channel.started, answered_at=channel.answered_at, legs=tuple(legs),
+        )  # fmt: skip
+
+    def cdrs(self, limit: int | None = None, since: float | None = None) -> list[Cdr]:
+        """The PBX's recent CDRs (the last thousand, kept in memory), oldest first."""
+        records = self.app.calls.records
+        chosen = [r for r in records if since is None or r.end >= since]
+        if limit is not None:
+            chosen = chosen[-limit:] if limit else []
+        return [_cdr(r) for r in chosen]
+
+    def reload(self) -> bool:
+        """``core reload``."""
+        return self.app.reload()
+
+    def dispatcher_sets(self) -> list[Destination]:
+        """A PBX has no dispatcher."""
+        return []
+
+    def set_destination_state(self, uri: str, state: str, setid: int | None = None) -> int:
+        """A PBX has no dispatcher: nothing matches."""
+        raise KeyError(uri)
+
+    def held_callbacks(self) -> list[HeldCallback]:
+        """Hold-and-notify is not wired into the PBX yet."""
+        return []
+
+    def rooms(self) -> list[Room]:
+        """Conference rooms are not wired into the PBX yet."""
+        return []
+
+
+class BalancerBackend:
+    """A :class:`BalancerApp` for the admin server."""
+
+    role = "balancer"
+
+    def __init__(self, app: BalancerApp) -> None:
+        self.app = app
+        self.started = time.time()
+
+    def node_info(self) -> NodeInfo:
+        """Balancer role, version and the proxy's counters (forwarded, failover ...)."""
+        return NodeInfo(self.role, __version__, self.started, dict(self.app.proxy.stats))
+
+    def registrations(self) -> list[Registration]:
+        """The balancer keeps no registrations (its PBX nodes do)."""
+        return []
+
+    def calls(self) -> list[Call]:
+        """The balancer relays signalling only: no channels."""
+        return []
+
+    def cdrs(self, limit: int | None = None, since: float | None = None) -> list[Cdr]:
+        """No CDRs on a balancer."""
+        return []
+
+    def reload(self) -> bool:
+        """Re-read dispatcher.list."""
+        return self.app.reload()
+
+    def dispatcher_sets(self) -> list[Destination]:
+        """Every destination's live state and probe counters."""
+        out = []
+        for s in self.app.picker.prober.states():
+            out.append(Destination(
+                setid=s.setid, uri=s.uri, state=s.letters, usable=s.usable,
+                priority=s.priority, probes_sent=s.probes_sent, probes_ok=s.probes_ok,
+                probes_failed=s.probes_failed, request_failures=s.request_failures,
+                last_status=s.last_status, last_change=s.last_change,
+            ))  # fmt: skip
+        return out
+
+    def set_destination_state(self, uri: str, state: str, setid: int | None = None) -> int:
+        """Kamailio's ``dispatcher.set_state``; up/down alerts follow as for probes."""
+        return self.app.picker.prober.set_state(uri, state, time.time(), setid)
+
+    def held_callbacks(self) -> list[HeldCallback]:
+        """No callbacks on a balancer."""
+        return []
+
+    def rooms(self) -> list[Room]:
+        """No rooms on a balancer."""
+        return []

@@ -1,0 +1,120 @@
+"""A fake :class:`AdminBackend` and a runner for aiohttp test clients."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from callway.admin.model import (
+    Call,
+    Cdr,
+    Destination,
+    HeldCallback,
+    Leg,
+    NodeInfo,
+    Quality,
+    Registration,
+    Room,
+)
+from callway.admin.server import build_app
+
+TOKEN = "s3cret-token"
+Client = TestClient[web.Request, web.Application]
+T = TypeVar("T")
+
+
+@dataclass
+class FakeBackend:
+    """Holds whatever a test puts in it; records what the API changed."""
+
+    role: str = "pbx"
+    regs: list[Registration] = field(default_factory=list)
+    active: list[Call] = field(default_factory=list)
+    records: list[Cdr] = field(default_factory=list)
+    destinations: list[Destination] = field(default_factory=list)
+    reload_ok: bool = True
+    reloads: int = 0
+    state_changes: list[tuple[str, str, int | None]] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def node_info(self) -> NodeInfo:
+        return NodeInfo(self.role, "0.test", time.time() - 10, dict(self.counters))
+
+    def registrations(self) -> list[Registration]:
+        return list(self.regs)
+
+    def calls(self) -> list[Call]:
+        return list(self.active)
+
+    def cdrs(self, limit: int | None = None, since: float | None = None) -> list[Cdr]:
+        chosen = [r for r in self.records if since is None or r.end >= since]
+        return chosen[-limit:] if limit else ([] if limit == 0 else chosen)
+
+    def reload(self) -> bool:
+        self.reloads += 1
+        return self.reload_ok
+
+    def dispatcher_sets(self) -> list[Destination]:
+        return list(self.destinations)
+
+    def set_destination_state(self, uri: str, state: str, setid: int | None = None) -> int:
+        if state.upper() not in ("AP", "DX", "IP", "TP", "A", "D", "I", "T", "AX", "IX"):
+            raise ValueError(f"bad state {state!r}")
+        matches = [d for d in self.destinations if d.uri == uri and d.setid == setid]
+        if uri != "all" and not matches:
+            raise KeyError(uri)
+        self.state_changes.append((uri, state, setid))
+        return len(matches) or 1
+
+    def held_callbacks(self) -> list[HeldCallback]:
+        return []
+
+    def rooms(self) -> list[Room]:
+        return []
+
+
+def registration(aor: str = "8005") -> Registration:
+    now = time.time()
+    return Registration(aor, f"sip:{aor}@127.0.0.1:5070", now + 60, 60, "udp:127.0.0.1:5070",
+                        "sipp", now)  # fmt: skip
+
+
+def call(uid: str = "00000001", packets: int = 100, mos: float | None = 4.3) -> Call:
+    quality = Quality(0.01, 12.5, 88.0, mos)
+    legs = (Leg("a", packets, packets, 160 * packets, 160 * packets, quality=quality),
+            Leg("b", packets, packets, quality=Quality()))  # fmt: skip
+    return Call(uid, f"PJSIP/8005-{uid}", "8005", "8006", "8006", "up", time.time() - 5,
+                time.time() - 4, legs)  # fmt: skip
+
+
+def cdr(uid: str, disposition: str = "ANSWERED", end: float | None = None) -> Cdr:
+    end = time.time() if end is None else end
+    return Cdr(uid, "8005", "8006", end - 10, end - 8, end, disposition, 10, 8)
+
+
+def destination(uri: str = "sip:127.0.0.1:5070", state: str = "AP", setid: int = 1
+                ) -> Destination:  # fmt: skip
+    return Destination(setid, uri, state, usable=state[0] in "AT")
+
+
+def with_client(backend: FakeBackend, body: Callable[[Client], Awaitable[T]]) -> T:
+    """Run ``body(client)`` against the admin app over a real local socket."""
+
+    async def main() -> T:
+        client = TestClient(TestServer(build_app(backend, TOKEN)))
+        await client.start_server()
+        try:
+            return await body(client)
+        finally:
+            await client.close()
+
+    return asyncio.run(main())
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
