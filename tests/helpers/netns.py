@@ -189,10 +189,10 @@ class Lab:
     def __init__(self, workdir: Path, *, subnet: str | None = None) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        pid = os.getpid()
-        self.prefix = f"cw{pid % 1000}x{next(_COUNTER)}"
+        pid, number = os.getpid(), next(_COUNTER)
+        self.prefix = f"cw{pid % 1000}x{number}"
         # 10.<200 + pid % 50>.<n>.0/24: private, and only inside our namespaces anyway.
-        self.subnet = subnet or f"10.{200 + pid % 50}.{next(_COUNTER) % 250}"
+        self.subnet = subnet or f"10.{200 + pid % 50}.{number % 250}"
         self.bridge_ns = f"{self.prefix}br"
         self.hosts: dict[str, Host] = {}
         self._namespaces: list[str] = []

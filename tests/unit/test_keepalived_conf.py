@@ -43,8 +43,30 @@ def test_probe_command_is_absolute() -> None:
     assert command.split()[0].startswith("/")
 
 
-@pytest.mark.parametrize("role", ["master", "backup"])
-def test_keepalived_accepts_generated_config(tmp_path: Path, role: str) -> None:
+def test_sub_second_adverts_use_vrrp_v3_and_preempt_delay_starts_as_backup() -> None:
+    ha = parse_settings(TOML + "advert_int = 0.2\npreempt_delay = 2\n").ha
+    master, backup = nodes(ha)
+    text = render(ha, master)
+    assert "version 3" in text and "advert_int 0.2" in text
+    assert "state BACKUP" in text and "priority 150" in text and "preempt_delay 2" in text
+    assert "preempt_delay 2" in render(ha, backup)
+    whole = render(parse_settings(TOML).ha, master)
+    assert "advert_int 1\n" in whole and "version 3" not in whole and "preempt" not in whole
+
+
+def test_nopreempt_on_both_nodes() -> None:
+    ha = parse_settings(TOML + "nopreempt = true\n").ha
+    for node in nodes(ha):
+        text = render(ha, node)
+        assert "nopreempt" in text and "state BACKUP" in text
+
+
+@pytest.mark.parametrize(
+    ("role", "extra"),
+    [("master", ""), ("backup", ""), ("master", "advert_int = 0.2\npreempt_delay = 2\n"),
+     ("backup", "nopreempt = true\n")],
+)  # fmt: skip
+def test_keepalived_accepts_generated_config(tmp_path: Path, role: str, extra: str) -> None:
     binary = shutil.which("keepalived")
     if binary is None:
         pytest.skip("keepalived not installed")
@@ -52,7 +74,7 @@ def test_keepalived_accepts_generated_config(tmp_path: Path, role: str) -> None:
     interfaces = sorted(i for i in os.listdir("/sys/class/net") if i != "lo")
     if not interfaces:
         pytest.skip("no non-loopback interface to check against")
-    (tmp_path / "callway.toml").write_text(TOML.replace("veth-lb", interfaces[0]))
+    (tmp_path / "callway.toml").write_text(TOML.replace("veth-lb", interfaces[0]) + extra)
     out = subprocess.run(
         [sys.executable, "-m", "callway", "keepalived", "-c", str(tmp_path), "--role", role],
         capture_output=True, text=True, check=True, timeout=30,
