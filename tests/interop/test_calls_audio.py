@@ -90,21 +90,28 @@ def speech_part(samples: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------
 # scoring
 # --------------------------------------------------------------------------
-def align(reference: np.ndarray, recording: np.ndarray) -> tuple[np.ndarray, float]:
+def align(
+    reference: np.ndarray, recording: np.ndarray, margin: int = 0
+) -> tuple[np.ndarray, float]:
     """The stretch of ``recording`` that best matches ``reference``, and its correlation.
 
     Cross-correlation by FFT finds the lag; the score is the normalised
-    correlation (cosine similarity) of the aligned stretch.
+    correlation (cosine similarity) of the aligned stretch.  ``margin``
+    samples more are kept on each side of the stretch (zeros where the
+    recording ends).
     """
-    # zeros after the recording: a reference heard just before hang-up may be cut short
-    recording = np.concatenate([recording, np.zeros(len(reference))])
+    # zeros around the recording: a reference heard just before hang-up may be cut short
+    pad = len(reference) + margin
+    recording = np.concatenate([np.zeros(margin), recording, np.zeros(pad)])
     size = 1 << int(np.ceil(np.log2(len(recording) + len(reference))))
     spectrum = np.fft.rfft(recording, size) * np.conj(np.fft.rfft(reference, size))
     xcorr = np.fft.irfft(spectrum, size)[: len(recording) - len(reference) + 1]
     lag = int(np.argmax(xcorr))
     segment = recording[lag : lag + len(reference)]
     denom = float(np.linalg.norm(segment) * np.linalg.norm(reference)) or 1.0
-    return segment, float(np.dot(segment, reference) / denom)
+    lo = max(0, lag - margin)
+    wide = recording[lo : lag + len(reference) + margin]
+    return wide, float(np.dot(segment, reference) / denom)
 
 
 def pesq_nb(reference: np.ndarray, degraded: np.ndarray) -> float | None:
@@ -118,18 +125,34 @@ def pesq_nb(reference: np.ndarray, degraded: np.ndarray) -> float | None:
     return float(pesq(RATE, reference, degraded, "nb"))
 
 
-def assert_heard(sent: Path, received: Path, who: str) -> None:
-    """``received`` (a recording) contains what was played from ``sent``."""
+def assert_heard(
+    sent: Path,
+    received: Path,
+    who: str,
+    min_correlation: float = MIN_CORRELATION,
+    min_pesq: float = MIN_PESQ,
+) -> None:
+    """``received`` (a recording) contains what was played from ``sent``.
+
+    A receiver with an adaptive jitter buffer (pjsua2) stretches the audio a
+    little, which lowers the sample-wise correlation and (less) PESQ: give
+    it lower thresholds.
+    """
     reference = speech_part(read_wav(sent))
     recording = read_wav(received)
     assert len(recording) > RATE, f"{who}: recording {received} is nearly empty"
-    segment, correlation = align(reference, recording)
-    score = pesq_nb(reference, segment)
+    # PESQ (P.862 §10) finds the delay of each utterance itself: give it the aligned
+    # stretch with 0.25 s on each side, so that an adaptive jitter buffer's drift
+    # (pjsua2 shortens its delay during the call) does not cut speech off
+    margin = RATE // 4
+    segment, correlation = align(reference, recording, margin)
+    padded = np.concatenate([np.zeros(margin), reference, np.zeros(margin)])
+    score = pesq_nb(padded, segment[: len(padded)])
     detail = f"{who}: correlation {correlation:.3f}, PESQ-NB {score}"
     print(detail)
-    assert correlation >= MIN_CORRELATION, detail
+    assert correlation >= min_correlation, detail
     if score is not None:
-        assert score >= MIN_PESQ, detail
+        assert score >= min_pesq, detail
 
 
 def recording(peer_dir: Path, kind: str = "dec") -> Path:
@@ -208,7 +231,11 @@ def test_pjsua2_8005_calls_baresip_8006_both_hear_each_other(
         assert "CONFIRMED" in done.stdout, output
         wait_event(callee, "CALL_CLOSED")
     assert_heard(sent_a, recording(callee.rec_dir), "baresip 8006 hears pjsua2 8005")
-    assert_heard(sent_b, received_a, "pjsua2 8005 hears baresip 8006")
+    # pjsua2's adaptive jitter buffer shortens its delay during the call (measured:
+    # 45 ms -> -5 ms over 5 s): PESQ-NB 3.6-4.06 here, where baresip hears 3.97-4.06
+    assert_heard(
+        sent_b, received_a, "pjsua2 8005 hears baresip 8006", min_correlation=0.3, min_pesq=3.5
+    )
 
 
 APPS_EXTENSIONS = """\

@@ -29,8 +29,6 @@ from tests.interop.conftest import PbxFactory
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 
-PCMU = ("0", "PCMU")
-PCMA = ("8", "PCMA")
 NOANSWER_EXTENSIONS = """\
 [from-external]
 exten => _80XX,1,NoOp()
@@ -44,10 +42,6 @@ exten => _80XX,1,NoOp()
  same => n,Dial(PJSIP/${EXTEN})
  same => n,Hangup()
 """
-
-
-def codec_keys(codec: tuple[str, str]) -> list[str]:
-    return ["-key", "codec_pt", codec[0], "-key", "codec_name", codec[1]]
 
 
 def register(pbx: PbxProcess, user: str, port: int, tmp_path: Path) -> None:
@@ -86,7 +80,7 @@ def callee(
             f"127.0.0.1:{pbx.sip_port}",
             local_port=port,
             service=user,
-            extra_args=[*codec_keys(PCMU), *(extra or [])],
+            extra_args=extra or [],
             calls=calls,
             timeout=timeout,
             trace_dir=tmp_path / f"sipp-{scenario.removesuffix('.xml')}",
@@ -101,7 +95,6 @@ def caller(
     tmp_path: Path,
     *,
     callee_user: str = "8006",
-    codec: tuple[str, str] = PCMU,
     extra: list[str] | None = None,
     calls: int = 1,
     timeout: float = 20,
@@ -112,14 +105,10 @@ def caller(
         f"127.0.0.1:{pbx.sip_port}",
         service=callee_user,
         extra_args=[
-            "-key",
-            "caller",
-            "8005",
             "-au",
             "8005",
             "-ap",
             "8005",
-            *codec_keys(codec),
             *(extra or []),
         ],
         calls=calls,
@@ -323,7 +312,7 @@ def test_unregistered_target_with_hangup_step_gives_480(
 
 
 def test_codec_mismatch_gives_488(pbx: PbxProcess, tmp_path: Path) -> None:
-    uac = caller(pbx, "call_uac_rejected.xml", tmp_path, codec=PCMA)
+    uac = caller(pbx, "call_uac_rejected_pcma.xml", tmp_path)
     ok(uac)
     assert finals(uac) == [R401, "SIP/2.0 488 Not Acceptable Here (INVITE)"], uac.describe()
     assert_idle(pbx)
