@@ -101,3 +101,58 @@ def test_redis_outage_and_reconnect(pbx_factory: PbxFactory, tmp_path: Path) -> 
         redis.start()
         assert wait_for(lambda: bool(redis.cli("--scan", "--pattern", "callway:reg:8005:*")
                                      .strip()), 20)  # fmt: skip
+
+
+def test_calls_through_balancer_over_shared_nodes(
+    pbx_factory: PbxFactory, tmp_path: Path
+) -> None:
+    """Balancer (weights 50/50) over two PBX nodes sharing Redis: any node reaches any phone.
+
+    The INVITE lands on either node whatever node holds the callee's
+    registration; the node sends it along the callee's Path (through the
+    balancer, which knows the phone's real address) and both hear each other.
+    """
+    require_binary("baresip")
+    from tests.helpers.balancer_process import Node, run_balancer
+    from tests.helpers.peers import Baresip
+    from tests.interop.test_calls_audio import (
+        CALL_SECONDS,
+        SENTENCE_A,
+        SENTENCE_B,
+        assert_heard,
+        speech_wav,
+        wait_event,
+    )
+
+    with redis_server(tmp_path / "redis") as redis:
+        toml = f'[store]\nurl = "{redis.url}"\n'
+        pbxs = [pbx_factory(toml=toml), pbx_factory(toml=toml)]
+        sent_a = speech_wav(tmp_path / "a.wav", SENTENCE_A, voice="en-us")
+        sent_b = speech_wav(tmp_path / "b.wav", SENTENCE_B, voice="en-gb")
+        nodes = [Node(pbx.uri, 50) for pbx in pbxs]
+        with run_balancer(tmp_path / "lb", nodes, algorithm=9) as balancer:
+            a = Baresip(tmp_path / "a", "8005", "8005", balancer.sip_port)
+            b = Baresip(tmp_path / "b", "8006", "8006", balancer.sip_port)
+            a.audio_in, b.audio_in = sent_a, sent_b
+            with a, b:
+                a.wait_registered()
+                b.wait_registered()
+                assert wait_for(lambda: all("sip:8005" in console(p, "pjsip show contacts")
+                                            and "sip:8006" in console(p, "pjsip show contacts")
+                                            for p in pbxs))  # fmt: skip
+                calls = ((a, b, "8006", CALL_SECONDS), (b, a, "8005", 2), (a, b, "8006", 2))
+                for caller, callee, user, seconds in calls:
+                    caller.dial(f"sip:{user}@127.0.0.1:{balancer.sip_port}")
+                    wait_event(caller, "CALL_ESTABLISHED")
+                    wait_event(callee, "CALL_ESTABLISHED")
+                    time.sleep(seconds)
+                    caller.hangup()
+                    wait_event(callee, "CALL_CLOSED")
+                    wait_event(caller, "CALL_CLOSED")
+                used = [p.stderr_text().count("new call") for p in pbxs]
+                print(f"calls per node: {used}")
+        # Every call answered; the first one's recordings are checked both ways.
+        first_b = sorted(b.rec_dir.glob("dump-*-dec.wav"))[0]
+        first_a = sorted(a.rec_dir.glob("dump-*-dec.wav"))[0]
+        assert_heard(sent_a, first_b, "8006 hears 8005")
+        assert_heard(sent_b, first_a, "8005 hears 8006")

@@ -233,6 +233,9 @@ class BalancerUser:
                 return
         else:
             hop = proxy.next_hop(request)
+            if own_route is not None and proxy.RECEIVED_PARAM in own_route.params:
+                # Our Path entry: the phone's real (NAT) address it registered from.
+                hop = proxy.uri_address(own_route)
             if hop is None:
                 self._reply(key, request, 416)
                 return

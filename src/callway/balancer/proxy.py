@@ -47,9 +47,16 @@ class Identity:
         return f"<sip:{self.host}:{self.port}{transport};lr{extra}>"
 
 
-def uri_address(uri: SipURI, default_transport: str = "udp") -> Address:
-    """Where a SIP URI sends us (numeric hosts; RFC 3263 would resolve names)."""
-    received = uri.params.get(RECEIVED_PARAM)
+def uri_address(
+    uri: SipURI, default_transport: str = "udp", *, follow_received: bool = True
+) -> Address:
+    """Where a SIP URI sends us (numeric hosts; RFC 3263 would resolve names).
+
+    ``follow_received``: a Path/Record-Route entry of ours carrying the
+    phone's real address leads there (the balancer's view); a PBX node
+    sending to that entry wants the balancer itself (False).
+    """
+    received = uri.params.get(RECEIVED_PARAM) if follow_received else None
     if received:
         kind, _, hostport = received.partition("~")
         where, _, port_text = hostport.rpartition("-")

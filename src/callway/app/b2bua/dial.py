@@ -10,19 +10,24 @@ BUSY, NOANSWER, CANCEL, CONGESTION, CHANUNAVAIL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
 
 from callway.app.b2bua.bridge import Bridge
 from callway.app.b2bua.legs import OutboundLeg
+from callway.balancer.proxy import uri_address
+from callway.core.address import Address
 from callway.pbx.dialplan.actions import Dial, DialResult
 from callway.pbx.location import Binding
 from callway.pbx.model import Endpoint
 from callway.sdp.errors import SdpError
 from callway.sdp.parse import parse_sdp
+from callway.sip.errors import ParseError
+from callway.sip.headers import parse_name_addr
 from callway.sip.message import Response
-from callway.sip.uri import parse_uri
+from callway.sip.uri import SipURI, parse_uri
 
 if TYPE_CHECKING:
     from callway.app.b2bua.channel import Channel
@@ -39,6 +44,23 @@ def dial_status(statuses: list[int]) -> str:
     if any(s >= 500 for s in statuses):
         return "CONGESTION"
     return "CHANUNAVAIL"
+
+
+def path_destination(binding: Binding) -> Address:
+    """Where a request to a registered contact goes (RFC 3327 §5: its Path first).
+
+    Without a Path it is the address the REGISTER came from, which is the NAT
+    binding of a phone (force_rport/rewrite_contact behaviour).
+    """
+    if binding.path:
+        with contextlib.suppress(ParseError):
+            uri = parse_name_addr(binding.path[0]).uri
+            if isinstance(uri, SipURI):
+                dest = uri_address(uri, binding.source.transport, follow_received=False)
+                if (dest.host, dest.port) == (binding.source.host, binding.source.port):
+                    return binding.source  # keep the connection/local address we know
+                return dest
+    return binding.source
 
 
 class Dialer:
@@ -97,11 +119,12 @@ class Dialer:
             to_uri = parse_uri(binding.uri)
             leg = OutboundLeg(
                 channel.service.manager,
-                binding.source,
+                path_destination(binding),
                 binding.uri,
                 from_value=f'"{name}" <sip:{caller}@{host}>',
                 to_value=f"<{to_uri}>",
                 body=offer,
+                extra=tuple(("Route", hop) for hop in binding.path),
             )
             log.info("%s: ringing %s at %s", channel.name, endpoint.name, binding.source)
             leg.start()
