@@ -39,8 +39,6 @@ _WS = re.compile(r"[ \t]*")
 _FOLD = re.compile(r"[ \t]*\r?\n[ \t]+")
 # Unquoted values: a token in the grammar; tolerate anything up to the next separator
 # (real phones send e.g. ``uri=sip:8005@host`` unquoted).
-_BARE_VALUE = re.compile(r'[^\s,"=][^\s,"]*')
-_QUOTED_BODY = re.compile(r'(?:[^"\\]|\\.)*', re.DOTALL)
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _NEEDS_ESCAPE = re.compile(r'(["\\])')
 
@@ -68,42 +66,28 @@ class AuthHeader:
         return self.scheme == "Digest"
 
 
-class _Scanner:
-    """Cursor over a normalised header value."""
-
-    __slots__ = ("pos", "text")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.pos = 0
-
-    def skip_ws(self) -> bool:
-        """Skip spaces and tabs; True if any were skipped."""
-        end = _WS.match(self.text, self.pos)
-        assert end is not None  # "*" always matches
-        skipped = end.end() > self.pos
-        self.pos = end.end()
-        return skipped
-
-    def at_end(self) -> bool:
-        return self.pos >= len(self.text)
-
-    def peek(self) -> str:
-        return self.text[self.pos] if self.pos < len(self.text) else ""
-
-    def take(self, pattern: re.Pattern[str]) -> str | None:
-        match = pattern.match(self.text, self.pos)
-        if match is None or match.end() == self.pos:
-            return None
-        self.pos = match.end()
-        return match.group()
+_TOKEN_CLASS = r"[A-Za-z0-9!#$%&'*+\-.^_`|~]"
+# auth-scheme, then the whitespace that must separate it from the first parameter.
+_SCHEME = re.compile(rf"({_TOKEN_CLASS}+)([ \t]*)")
+# Empty list elements and whitespace before a parameter (``a=1, ,b=2``, RFC 7230 §7).
+_SEPARATORS = re.compile(r"[ \t,]*")
+# One ``auth-param = token EQUAL ( token / quoted-string )`` (RFC 3261 §25.1) and
+# what follows it: whitespace, then a comma (group 4) and empty list elements.
+_PARAM = re.compile(
+    rf"({_TOKEN_CLASS}+)[ \t]*=[ \t]*"
+    r'(?:"((?:[^"\\]|\\.)*)"|([^\s,"=][^\s,"]*))'
+    r"[ \t]*(,[ \t,]*)?",
+    re.DOTALL,
+)
 
 
 def _normalise(value: str) -> str:
     """Unfold LWS (RFC 3261 §7.3.1) and refuse any other line break."""
-    text = _FOLD.sub(" ", value)
-    if "\r" in text or "\n" in text:
-        raise DigestError("line break inside an authentication header value")
+    text = value
+    if "\n" in text or "\r" in text:
+        text = _FOLD.sub(" ", text)
+        if "\r" in text or "\n" in text:
+            raise DigestError("line break inside an authentication header value")
     return text.strip(" \t")
 
 
@@ -111,56 +95,36 @@ def _canonical_scheme(scheme: str) -> str:
     return "Digest" if scheme.lower() == "digest" else scheme
 
 
-def _read_scheme(scan: _Scanner) -> str:
-    scheme = scan.take(_TOKEN)
-    if scheme is None:
+def _read_scheme(text: str) -> tuple[str, int]:
+    """The scheme and the offset of what follows it."""
+    match = _SCHEME.match(text)
+    if match is None:
         raise DigestError("missing authentication scheme")
-    had_space = scan.skip_ws()
-    if scan.peek() == "=":
+    scheme, space = match.groups()
+    pos = match.end()
+    if text.startswith("=", pos):
         raise DigestError(f"missing authentication scheme before parameter {scheme!r}")
-    if not scan.at_end() and not had_space:
+    if pos < len(text) and not space:
         raise DigestError(f"expected whitespace after scheme {scheme!r}")
-    return _canonical_scheme(scheme)
+    return _canonical_scheme(scheme), pos
 
 
-def _read_quoted(scan: _Scanner) -> str:
-    """``quoted-string`` (RFC 3261 §25.1): DQUOTE *(qdtext / quoted-pair) DQUOTE."""
-    scan.pos += 1  # opening quote
-    body = scan.take(_QUOTED_BODY) or ""
-    if scan.peek() != '"':
-        raise DigestError("unbalanced quotes in authentication header")
-    scan.pos += 1
-    return _QUOTED_PAIR.sub(r"\1", body)
-
-
-def _read_value(scan: _Scanner) -> str:
-    if scan.peek() == '"':
-        return _read_quoted(scan)
-    value = scan.take(_BARE_VALUE)
-    if value is None:
-        raise DigestError(f"missing parameter value at offset {scan.pos}")
-    return value
-
-
-def _read_param(scan: _Scanner) -> tuple[str, str]:
-    """``auth-param = token EQUAL ( token / quoted-string )`` (RFC 3261 §25.1)."""
-    name = scan.take(_TOKEN)
+def _param_error(text: str, pos: int) -> DigestError:
+    """Why no parameter could be read at ``pos`` (the regular expression failed)."""
+    name = _TOKEN.match(text, pos)
     if name is None:
-        raise DigestError(f"expected a parameter name at offset {scan.pos}")
-    scan.skip_ws()
-    if scan.peek() != "=":
-        raise DigestError(f"parameter {name!r} has no value")
-    scan.pos += 1
-    scan.skip_ws()
-    return name.lower(), _read_value(scan)
-
-
-def _skip_separators(scan: _Scanner) -> None:
-    """Skip whitespace and empty list elements (``a=1, ,b=2``, RFC 7230 §7)."""
-    scan.skip_ws()
-    while scan.peek() == ",":
-        scan.pos += 1
-        scan.skip_ws()
+        return DigestError(f"expected a parameter name at offset {pos}")
+    after = _WS.match(text, name.end())
+    assert after is not None  # "*" always matches
+    pos = after.end()
+    if not text.startswith("=", pos):
+        return DigestError(f"parameter {name.group()!r} has no value")
+    after = _WS.match(text, pos + 1)
+    assert after is not None
+    pos = after.end()
+    if text.startswith('"', pos):
+        return DigestError("unbalanced quotes in authentication header")
+    return DigestError(f"missing parameter value at offset {pos}")
 
 
 def parse_auth_header(value: str) -> AuthHeader:
@@ -170,19 +134,31 @@ def parse_auth_header(value: str) -> AuthHeader:
     parameter without a value, duplicate parameters, or a ``token68`` form
     (Basic), which SIP does not allow (RFC 3261 §22.1).
     """
-    scan = _Scanner(_normalise(value))
-    scheme = _read_scheme(scan)
+    text = _normalise(value)
+    scheme, pos = _read_scheme(text)
     params: dict[str, str] = {}
-    _skip_separators(scan)
-    while not scan.at_end():
-        name, param_value = _read_param(scan)
+    end = len(text)
+    separators = _SEPARATORS.match(text, pos)
+    assert separators is not None  # "*" always matches
+    pos = separators.end()
+    param = _PARAM.match
+    while pos < end:
+        match = param(text, pos)
+        if match is None:
+            raise _param_error(text, pos)
+        name, quoted, bare, comma = match.groups()
+        name = name.lower()
         if name in params:
             raise DigestError(f"duplicate parameter {name!r}")
-        params[name] = param_value
-        scan.skip_ws()
-        if not scan.at_end() and scan.peek() != ",":
-            raise DigestError(f"expected ',' at offset {scan.pos}")
-        _skip_separators(scan)
+        if quoted is None:
+            params[name] = bare
+        elif "\\" in quoted:
+            params[name] = _QUOTED_PAIR.sub(r"\1", quoted)
+        else:
+            params[name] = quoted
+        pos = match.end()
+        if comma is None and pos < end:
+            raise DigestError(f"expected ',' at offset {pos}")
     return AuthHeader(scheme, params)
 
 

@@ -216,6 +216,8 @@ class Message:
     @property
     def contact_star(self) -> bool:
         """True for the un-registration form ``Contact: *`` (§10.2.2)."""
+        if self._cache.get("contacts"):
+            return False  # parsed contacts: not the "*" form
         return self.get_all("contact") == ["*"]
 
     @property
@@ -227,8 +229,14 @@ class Message:
     @property
     def expires(self) -> int | None:
         """Expires (§20.19) in seconds."""
+        cache = self._cache
+        if "expires" in cache:
+            cached: int | None = cache["expires"]
+            return cached
         value = self.get("expires")
-        return None if value is None else parse_nonneg_int(value, "Expires", 0xFFFFFFFF)
+        expires = None if value is None else parse_nonneg_int(value, "Expires", 0xFFFFFFFF)
+        cache["expires"] = expires
+        return expires
 
     @property
     def content_type(self) -> str | None:

@@ -121,14 +121,15 @@ def _check_request(
     forwarding: bool,
     known_methods: Collection[str],
 ) -> None:
-    _check_common(request)
+    present = _check_common(request)
     _check_cseq_method(request, known_methods)
     _check_request_uri(request)
     if forwarding:
         _check_max_forwards(request)
-    if request.method not in ("ACK", "CANCEL"):
+    tags_header = "proxy-require" if forwarding else "require"
+    if tags_header in present and request.method not in ("ACK", "CANCEL"):
         # §8.2.2.3: Require/Proxy-Require are ignored in CANCEL and ACK.
-        _check_option_tags(request, "proxy-require" if forwarding else "require", supported)
+        _check_option_tags(request, tags_header, supported)
     if accept is not None and not forwarding:
         _check_content_type(request, accept)
 
@@ -258,28 +259,49 @@ def _check_response_vias(response: Response, forwarding: bool) -> None:
 # -- shared ---------------------------------------------------------------------
 
 
-def _check_common(message: Message) -> None:
-    """Mandatory headers present, single-instance headers single, every known header parses."""
-    _check_mandatory(message)
-    _check_single_instances(message)
-    _check_scalars(message)
-    _check_address_headers(message)
-    _check_date(message)
+def _check_common(message: Message) -> dict[str, int]:
+    """Mandatory headers present, single-instance headers single, every known header parses.
+
+    One pass over the header lines counts what is there; the checks below
+    then look only at headers that are present, and the values they parse
+    (From, To, Via, Contact, CSeq) stay cached on the message for the
+    registrar, the transaction layer and the response.
+    """
+    counts = _header_counts(message)
+    _check_mandatory(message, counts)
+    _check_single_instances(message, counts)
+    _check_scalars(message, counts)
+    _check_address_headers(message, counts)
+    if "date" in counts:
+        _check_date(message)
+    return counts
 
 
-def _check_mandatory(message: Message) -> None:
+def _header_counts(message: Message) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for key, _ in message.headers:
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _check_mandatory(message: Message, counts: Collection[str] | None = None) -> None:
     """To, From, CSeq, Call-ID and Via are mandatory (§8.1.1, §20; RFC 4475 §3.3.1)."""
-    present = {key for key, _ in message.headers}
+    present = _header_counts(message) if counts is None else counts
     missing = [canonical_name(key) for key in _MANDATORY if key not in present]
     if missing:
         raise ParseError(f"missing mandatory headers: {', '.join(missing)}")
 
 
-def _check_single_instances(message: Message) -> None:
+def _check_single_instances(message: Message, counts: dict[str, int] | None = None) -> None:
     """Several lines of a single-value header with differing values (RFC 4475 §3.3.8)."""
+    if counts is None:
+        counts = _header_counts(message)
+    repeated = {key for key, n in counts.items() if n > 1 and key in SINGLE_INSTANCE_HEADERS}
+    if not repeated:
+        return
     seen: dict[str, str] = {}
     for key, value in message.headers:
-        if key not in SINGLE_INSTANCE_HEADERS:
+        if key not in repeated:
             continue
         normal = " ".join(value.split())
         first = seen.setdefault(key, normal)
@@ -287,8 +309,9 @@ def _check_single_instances(message: Message) -> None:
             raise ParseError(f"several differing {canonical_name(key)} headers")
 
 
-def _check_address_headers(message: Message) -> None:
+def _check_address_headers(message: Message, counts: Collection[str] | None = None) -> None:
     """From, To, Via, Contact, Route and Record-Route parse (§20.10, §20.42; RFC 4475 §3.1.2)."""
+    present = _header_counts(message) if counts is None else counts
     message.from_  # noqa: B018 - parsing is the check
     message.to  # noqa: B018
     if not message.vias:
@@ -296,14 +319,15 @@ def _check_address_headers(message: Message) -> None:
     call_id = message.call_id
     if not _CALLID_RE.match(call_id):
         raise ParseError(f"bad Call-ID {call_id[:60]!r}")
-    if not message.contact_star:
-        for contact in message.contacts:
+    if "contact" in present:
+        for contact in message.contacts:  # [] for "Contact: *"
             expires = contact.params.get("expires")
             if expires is not None:
                 parse_nonneg_int(expires, "contact expires", MAX_DELTA_SECONDS)
     for key in _NAME_ADDR_LISTS:
-        for value in message.get_all(key):
-            _parse_route(value)
+        if key in present:
+            for value in message.get_all(key):
+                _parse_route(value)
 
 
 def _parse_route(value: str) -> None:
@@ -313,19 +337,26 @@ def _parse_route(value: str) -> None:
     parse_name_addr(value)
 
 
-def _check_scalars(message: Message) -> None:
+def _check_scalars(message: Message, counts: Collection[str] | None = None) -> None:
     """Scalar fields within range (RFC 4475 §3.1.2.3-5): CSeq, Max-Forwards, Expires, ..."""
+    present = _header_counts(message) if counts is None else counts
     message.cseq  # noqa: B018 - 32-bit unsigned, method a token
-    message.max_forwards  # noqa: B018 - 0..255 (§20.22)
-    message.expires  # noqa: B018 - 32 bits (§20.19)
-    for value in message.get_all("content-length"):
-        parse_nonneg_int(value, "Content-Length", _MAX_CONTENT_LENGTH)
-    for value in message.get_all("min-expires"):
-        parse_nonneg_int(value, "Min-Expires", MAX_DELTA_SECONDS)
-    for value in message.get_all("retry-after"):
-        _parse_retry_after(value)
-    for value in message.get_all("warning"):
-        _parse_warning(value)
+    if "max-forwards" in present:
+        message.max_forwards  # noqa: B018 - 0..255 (§20.22)
+    if "expires" in present:
+        message.expires  # noqa: B018 - 32 bits (§20.19)
+    if "content-length" in present:
+        for value in message.get_all("content-length"):
+            parse_nonneg_int(value, "Content-Length", _MAX_CONTENT_LENGTH)
+    if "min-expires" in present:
+        for value in message.get_all("min-expires"):
+            parse_nonneg_int(value, "Min-Expires", MAX_DELTA_SECONDS)
+    if "retry-after" in present:
+        for value in message.get_all("retry-after"):
+            _parse_retry_after(value)
+    if "warning" in present:
+        for value in message.get_all("warning"):
+            _parse_warning(value)
 
 
 def _parse_retry_after(value: str) -> None:

@@ -335,10 +335,13 @@ class Transaction:
 
     def _enter(self, state: State) -> None:
         self.state = state
+        armed = self._armed
+        if not armed:
+            return
         keep = self.STATE_TIMERS.get(state, frozenset())
-        for timer in self._armed - keep:
+        for timer in armed - keep:
             self._out.timers.cancel((self.key, timer))
-            self._armed.discard(timer)
+            armed.discard(timer)
 
     def _act(
         self,
