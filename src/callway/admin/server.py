@@ -77,7 +77,13 @@ class LiveHub:
         return self.latest
 
     async def broadcast(self) -> None:
-        """Send a fresh snapshot to every connected page."""
+        """Send a fresh snapshot to every connected page (metrics only when none is)."""
+        self.sockets = {ws for ws in self.sockets if not ws.closed}
+        if not self.sockets:
+            b = self.backend
+            self.metrics.update(b.calls(), len(b.registrations()), b.dispatcher_sets())
+            self.latest = ""
+            return
         text = self.snapshot()
         for ws in list(self.sockets):
             if ws.closed:

@@ -143,12 +143,23 @@ class PbxBackend:
         raise KeyError(uri)
 
     def held_callbacks(self) -> list[HeldCallback]:
-        """Hold-and-notify is not wired into the PBX yet."""
-        return []
+        """Callers held for an offline callee (hold-and-notify, conference mode)."""
+        callback = self.app.calls.callback
+        if callback is None:
+            return []
+        return [
+            HeldCallback(h.uid, h.caller, h.callee, h.started, h.state)
+            for h in callback.held.values()
+        ]
 
     def rooms(self) -> list[Room]:
-        """Conference rooms are not wired into the PBX yet."""
-        return []
+        """Conference rooms with their members."""
+        out = []
+        for name, room in self.app.calls.rooms.rooms.items():
+            members = room.members
+            since = min((room.member(m).joined_at for m in members), default=0.0)
+            out.append(Room(name, tuple(members), since))
+        return out
 
 
 class BalancerBackend:

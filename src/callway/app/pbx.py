@@ -22,9 +22,11 @@ from pathlib import Path
 from callway import __version__
 from callway.admin import AdminServer, start_admin
 from callway.app.admin_backends import PbxBackend
+from callway.app.b2bua.callback import CallbackService
 from callway.app.b2bua.manager import CallManager
 from callway.app.b2bua.service import CallService, cdr_writer
 from callway.app.control import ControlServer
+from callway.app.notify import WebhookNotifier
 from callway.app.pbx_console import pbx_commands
 from callway.app.pbx_tu import PbxTransactionUser
 from callway.config.defaults import DEMO_EXTENSIONS_CONF
@@ -141,6 +143,11 @@ class PbxApp:
         )
         self.cdr = SqliteCdrStore(settings.state_dir / "callway.sqlite")
         self.calls.on_record.append(cdr_writer(self.cdr))
+        callback = self.options.callback
+        self.calls.callback = CallbackService(
+            callback, WebhookNotifier(callback.webhook_url, callback.webhook_secret), self.location
+        )
+        self.registrar.listeners.append(self.calls.callback.on_binding)
         self.stack.tu = PbxTransactionUser(
             self.core, self.calls, self.manager, self.stack.transactions
         )
@@ -251,6 +258,7 @@ class PbxApp:
             await self.admin.close()
         if self.replicator is not None:
             await self.replicator.close()
+        self.calls.rooms.close_all()
         await self.stack.close()
         self.store.close()
         self.cdr.close()

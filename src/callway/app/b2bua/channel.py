@@ -14,13 +14,16 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from callway.app.b2bua.confbridge import run_confbridge
 from callway.app.b2bua.dial import Dialer
 from callway.app.b2bua.legs import InboundLeg
 from callway.app.b2bua.media import CallMedia
+from callway.media.conference import ConferenceRoom
 from callway.pbx.dialplan.actions import (
     Action,
     Answer,
     Busy,
+    ConfBridge,
     Congestion,
     Dial,
     DialResult,
@@ -70,6 +73,8 @@ class Channel:
         self.disposition = "NO ANSWER"
         self.peer = ""
         self.dialstatus = ""
+        self.room: ConferenceRoom | None = None
+        self.callback_state = ""
         leg.listener = None
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -142,6 +147,8 @@ class Channel:
             assert self.media is not None
             self.media.echo()
             await self.leg.ended.wait()
+        elif isinstance(action, ConfBridge):
+            return await run_confbridge(self, action)
         elif isinstance(action, Playback | MusicOnHold):
             return await self.service.play(self, action)
         elif isinstance(action, Busy):

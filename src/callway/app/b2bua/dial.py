@@ -71,6 +71,8 @@ class Dialer:
         self.action = action
         self.started = time.time()
         self.legs: list[OutboundLeg] = []
+        self.held = False
+        self.answered_elsewhere = False
 
     def _contacts(self) -> list[tuple[Endpoint, Binding]]:
         service = self.channel.service
@@ -88,6 +90,22 @@ class Dialer:
                     found.append((endpoint, binding))
         return found
 
+    async def _callback(self) -> list[tuple[Endpoint, Binding]]:
+        """Hold the caller for a push-capable offline target (the callback scheme)."""
+        service = self.channel.service
+        callback = service.callback
+        if callback is None:
+            return []
+        for target in self.action.targets:
+            endpoint = service.config.endpoints.get(target.endpoint)
+            if endpoint is not None and callback.applies(endpoint):
+                self.held = True
+                contacts = await callback.hold(self.channel, endpoint)
+                if not contacts and self.channel.callback_state == "connected":
+                    self.answered_elsewhere = True  # both talked in the callback room
+                return contacts
+        return []
+
     def _result(self, status: str, **kwargs: object) -> DialResult:
         dialed = int(time.time() - self.started)
         return DialResult(status, dialed_time=dialed, **kwargs)  # type: ignore[arg-type]
@@ -96,7 +114,13 @@ class Dialer:
         """Ring, wait, bridge; return how it ended."""
         contacts = self._contacts()
         if not contacts:
-            return self._result("CHANUNAVAIL")
+            contacts = await self._callback()
+            if self.channel.leg.ended.is_set():
+                return self._result("CANCEL")
+            if self.answered_elsewhere:
+                return self._result("ANSWER")
+            if not contacts:
+                return self._result("NOANSWER" if self.held else "CHANUNAVAIL")
         self._start_legs(contacts)
         try:
             return await self._wait()

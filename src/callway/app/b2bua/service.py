@@ -14,12 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from callway.app.b2bua.callback import CallbackService
 from callway.app.b2bua.channel import Channel
 from callway.app.b2bua.legs import InboundLeg
 from callway.app.b2bua.manager import CallManager
 from callway.app.b2bua.media import CallMedia
 from callway.app.b2bua.player import PromptError, RtpPlayer, find_prompt, load_pcm
 from callway.core.address import Address
+from callway.media.conference import RoomRegistry
 from callway.media.ports import PortPool, PortsExhaustedError
 from callway.pbx.auth import Authenticator
 from callway.pbx.dialplan.actions import MusicOnHold, Playback
@@ -90,6 +92,8 @@ class CallService:
         self.manager = manager
         self.pool = pool
         self.channels: dict[str, Channel] = {}
+        self.rooms = RoomRegistry(pool)
+        self.callback: CallbackService | None = None
         self.records: list[CallRecord] = []
         self.on_record: list[Callable[[CallRecord], None]] = []
         self._ids = itertools.count(1)
