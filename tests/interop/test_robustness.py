@@ -84,11 +84,14 @@ def test_malformed_tcp_stream_is_closed_and_server_keeps_serving(pbx: PbxProcess
 
 
 def test_demo_starts_with_seed_defaults(tmp_path: Path) -> None:
+    """`callway demo`: the seed's PBX, a balancer in front of it and a STUN server."""
     require_binary("sipsak")
-    port = free_sip_port()
+    from callway.stun.message import MessageClass, Method, StunMessage, decode, encode
+
+    port, lb_port, stun_port = free_sip_port(), free_sip_port(), free_sip_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "callway", "demo", "--port", str(port), "--state-dir",
-         str(tmp_path / "state")],
+         str(tmp_path / "state"), "--balancer-port", str(lb_port), "--stun-port", str(stun_port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -96,11 +99,18 @@ def test_demo_starts_with_seed_defaults(tmp_path: Path) -> None:
         while time.monotonic() < deadline and run_sipsak(f"sip:s@127.0.0.1:{port}") != 0:
             time.sleep(0.3)
         assert run_sipsak(f"sip:s@127.0.0.1:{port}") == 0
+        assert run_sipsak(f"sip:s@127.0.0.1:{lb_port}") == 0  # the balancer answers too
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(2.0)
+            request = StunMessage(Method.BINDING, MessageClass.REQUEST, os.urandom(12))
+            sock.sendto(encode(request), ("127.0.0.1", stun_port))
+            answer = decode(sock.recvfrom(2048)[0])
+            assert answer.transaction_id == request.transaction_id
     finally:
         proc.terminate()
         output, _ = proc.communicate(timeout=10)
     text = output.decode(errors="replace")
-    assert "8005" in text and "8006" in text and "password" in text
+    assert "8005" in text and "8006" in text and "password" in text, text[-3000:]
 
 
 def test_stun_keepalive_on_sip_port(pbx: PbxProcess) -> None:

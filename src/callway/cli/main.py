@@ -48,26 +48,21 @@ def _cmd_pbx(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from callway.app.pbx import PbxApp, PbxSettings
-    from callway.config.defaults import DEMO_PJSIP_CONF
+    from callway.app.demo import Demo, DemoSettings
 
     state_dir = Path(args.state_dir or os.path.join(os.getcwd(), "var", "demo")).resolve()
-    text = DEMO_PJSIP_CONF
-    if args.port:
-        text = text.replace("bind=0.0.0.0:5061", f"bind=0.0.0.0:{args.port}")
-    app = PbxApp(PbxSettings(None, state_dir, pjsip_text=text))
-    port = args.port or 5061
-    print(
-        "callway demo: PBX with the seed's pjsip.conf is starting.\n"
-        f"  Register a softphone to <this machine's address>:{port} over UDP:\n"
-        "    user 8005 password 8005   or   user 8006 password 8006 (realm asterisk)\n"
-        f"  e.g. baresip account: <sip:8005@127.0.0.1:{port}>;auth_pass=8005\n"
-        f"  Check it is alive: sipsak -s sip:s@127.0.0.1:{port}\n"
-        f"  State is kept in {state_dir}; Ctrl-C stops.",
-        file=sys.stderr,
-        flush=True,
+    settings = DemoSettings(
+        state_dir,
+        pbx_port=args.port or 5061,
+        balancer_port=args.balancer_port,
+        stun_port=args.stun_port,
     )
-    _run(app.run)
+    try:
+        demo = Demo(settings)
+    except ConfigError as exc:
+        print(f"callway demo: configuration error: {exc}", file=sys.stderr)
+        return 78
+    _run(demo.run)
     return 0
 
 
@@ -95,6 +90,7 @@ def _cmd_balancer(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError, OSError) as exc:
         print(f"callway balancer: configuration error: {exc}", file=sys.stderr)
         return 78
+    app.fork_workers()  # --workers N: N processes on the port (a no-op for one)
     _run(app.run)
     return 0
 
@@ -156,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the seed's demo on built-in defaults")
     demo.add_argument("--port", type=int, default=0, help="SIP port (default 5061, as the seed)")
     demo.add_argument("--state-dir", help="where registrations are kept (default ./var/demo)")
+    demo.add_argument("--balancer-port", type=int, default=5060, help="0 = no balancer")
+    demo.add_argument("--stun-port", type=int, default=3478, help="0 = no STUN server")
     demo.set_defaults(func=_cmd_demo)
     bal = sub.add_parser("balancer", help="run a SIP load balancer from dispatcher.list")
     bal.add_argument("-c", "--config", help="directory with dispatcher.list and callway.toml")
@@ -165,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     bal.add_argument("--algorithm", type=int, help="Kamailio algorithm number (default 9)")
     bal.add_argument("--ping-interval", type=float, help="OPTIONS probing interval, seconds")
     bal.add_argument("--advertise", help="address put in Via/Record-Route/Path (e.g. the VIP)")
+    bal.add_argument("--workers", type=int, help="processes sharing the UDP port (default 1)")
     bal.set_defaults(func=_cmd_balancer)
     console = sub.add_parser("console", help="attach to a running PBX (like asterisk -rvvv)")
     console.add_argument("-c", "--config", help="the node's config directory")
