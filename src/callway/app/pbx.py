@@ -27,6 +27,7 @@ from callway.app.b2bua.manager import CallManager
 from callway.app.b2bua.service import CallService, cdr_writer
 from callway.app.control import ControlServer
 from callway.app.notify import WebhookNotifier
+from callway.app.ops_alerts import OpsAlertSender
 from callway.app.pbx_console import pbx_commands
 from callway.app.pbx_tu import PbxTransactionUser
 from callway.config.defaults import DEMO_EXTENSIONS_CONF
@@ -35,6 +36,8 @@ from callway.config.extensions import load_extensions, parse_extensions
 from callway.config.pjsip import load_pjsip, parse_pjsip
 from callway.config.toml import CallwaySettings, load_settings
 from callway.media.ports import PortPool
+from callway.ops.alerts import AlertEngine
+from callway.ops.config import build_tracer
 from callway.pbx.auth import Authenticator
 from callway.pbx.core import PbxCore
 from callway.pbx.dialplan import validate_dialplan
@@ -128,6 +131,10 @@ class PbxApp:
         self.auth = Authenticator(self.config, algorithms=self.options.auth.algorithms)
         self.registrar = Registrar(self.config, self.location, self.auth)
         self.stack = SipStack()
+        self.tracer = build_tracer(
+            self.options.trace, base=settings.config_dir, local_for=self.stack.default_local
+        )
+        self.stack.trace = self.tracer
         user_agent = f"callway {__version__}"
         self.core = PbxCore(self.registrar, self.stack.send_response, user_agent=user_agent)
         self.manager = CallManager(self.stack, user_agent=user_agent)
@@ -148,6 +155,11 @@ class PbxApp:
             callback, WebhookNotifier(callback.webhook_url, callback.webhook_secret), self.location
         )
         self.registrar.listeners.append(self.calls.callback.on_binding)
+        self.alert_engine = AlertEngine(uri=f"pbx:{socket.gethostname()}")
+        self.alert_sender = OpsAlertSender(self.options.alerts.url, self.options.alerts.secret)
+        self.calls.on_record.append(
+            lambda record: self.alert_engine.record_cdr(record.disposition, record.end)
+        )
         self.stack.tu = PbxTransactionUser(
             self.core, self.calls, self.manager, self.stack.transactions
         )
@@ -203,10 +215,21 @@ class PbxApp:
             log.warning("admin API not started on %s: %s", admin.listen, exc)
         log.info("callway pbx ready: %s", " ".join(bound))
 
+    def _alerts(self, now: float) -> None:
+        """Feed the alert rules (registrations drop, call failure ratio) and post alerts."""
+        self.alert_engine.observe_registrations(len(self.location.all(now)), now)
+        self.alert_engine.handle_timer(now)
+        while (event := self.alert_engine.next_event()) is not None:
+            self.alert_sender.send(event)
+
     async def _tick(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(TICK)
             now = time.time()
+            ticks += 1
+            if ticks % 10 == 0:
+                self._alerts(now)
             for binding in self.location.expire(now):
                 log.info("contact %s of %s expired", binding.uri, binding.aor)
             try:
@@ -260,6 +283,9 @@ class PbxApp:
             await self.replicator.close()
         self.calls.rooms.close_all()
         await self.stack.close()
+        if self.tracer is not None:
+            self.tracer.close()
+        await self.alert_sender.close()
         self.store.close()
         self.cdr.close()
 

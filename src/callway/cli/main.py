@@ -13,11 +13,10 @@ from callway.cli.stun_cmd import add_stun_parser
 from callway.config.errors import ConfigError
 
 
-def _setup_logging(verbose: int) -> None:
-    level = logging.DEBUG if verbose > 1 else logging.INFO
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+def _setup_logging(verbose: int, json_lines: bool = False) -> None:
+    from callway.ops.logs import setup_logging
+
+    setup_logging(json_lines, logging.DEBUG if verbose > 1 else logging.INFO)
 
 
 def _run(coro_factory: object) -> None:
@@ -140,10 +139,18 @@ def _cmd_console(args: argparse.Namespace) -> int:
     return run(path, args.execute)
 
 
+def _cmd_trace(args: argparse.Namespace) -> int:
+    from callway.ops.ladder import describe_file
+
+    print(describe_file(Path(args.file), args.call_id, list_calls=args.list), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="callway", description="callway VoIP system")
     parser.add_argument("-v", "--verbose", action="count", default=1)
+    parser.add_argument("--log-json", action="store_true", help="JSON log lines (with Call-ID)")
     sub = parser.add_subparsers(dest="command", required=True)
     pbx = sub.add_parser("pbx", help="run a PBX from pjsip.conf / extensions.conf")
     pbx.add_argument("-c", "--config", required=True, help="directory with pjsip.conf")
@@ -196,14 +203,19 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("-q", "--quiet", action="store_true", help="print nothing")
     probe.set_defaults(func=_cmd_probe, verbose=0)
     add_stun_parser(sub)
+    trace = sub.add_parser("trace", help="draw the SIP ladder of a callway (or tcpdump) pcap")
+    trace.add_argument("file")
+    trace.add_argument("--call-id", help="only this call")
+    trace.add_argument("--list", action="store_true", help="list the calls in the file")
+    trace.set_defaults(func=_cmd_trace, verbose=0)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``callway`` command."""
     args = build_parser().parse_args(argv)
-    if args.command not in ("probe", "keepalived", "cert", "console"):
-        _setup_logging(args.verbose)
+    if args.command not in ("probe", "keepalived", "cert", "console", "trace"):
+        _setup_logging(args.verbose, args.log_json)
     result: int = args.func(args)
     return result
 

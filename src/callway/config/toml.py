@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from callway.config.errors import ConfigError
+from callway.ops.config import TraceSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,14 @@ class CallbackSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertsSettings:
+    """``[alerts]``: where a PBX posts its alerts (registrations drop, failure ratio)."""
+
+    url: str = ""
+    secret: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class CallwaySettings:
     """The whole file."""
 
@@ -141,6 +150,8 @@ class CallwaySettings:
     ha: HaSettings = field(default_factory=HaSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     callback: CallbackSettings = field(default_factory=CallbackSettings)
+    trace: TraceSettings = field(default_factory=TraceSettings)
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
 
 
 _SECTIONS: dict[str, type] = {
@@ -151,6 +162,8 @@ _SECTIONS: dict[str, type] = {
     "ha": HaSettings,
     "store": StoreSettings,
     "callback": CallbackSettings,
+    "trace": TraceSettings,
+    "alerts": AlertsSettings,
 }
 
 
