@@ -12,7 +12,9 @@ BYE along the learned route set, no hold) -> balancer -> two sipp UAS nodes
 1. Kamailio 5.6 with ``bench/kamailio-dispatcher.cfg`` (the seed's
    ``ds_select_dst("1", "9")``, tm stateful relay, record_route), started with
    ``-x tlsf -X tlsf`` (Debian's default allocator debugs memory);
-2. ``callway balancer`` with the same list and algorithm 9.
+2. ``callway balancer`` with the same list and algorithm 9, once per
+   ``--workers`` count (default 1 and 2: one process, then two sharing the
+   port, see ``callway.app.balancer_workers``).
 
 For each balancer the call rate is stepped up; a step is clean when sipp
 reports no failed call and kept the rate.  The ladder stops at the first step
@@ -127,7 +129,9 @@ def start_kamailio(work: Path, list_file: Path, children: int) -> Balancer:
     return Balancer("kamailio", proc, port)
 
 
-def start_callway(work: Path, list_file: Path, profile: Path | None = None) -> Balancer:
+def start_callway(
+    work: Path, list_file: Path, profile: Path | None = None, workers: int = 1
+) -> Balancer:
     port = br.free_udp_port()
     conf = work / "callway"
     conf.mkdir(exist_ok=True)
@@ -140,12 +144,12 @@ def start_callway(work: Path, list_file: Path, profile: Path | None = None) -> B
     argv = [sys.executable]
     if profile is not None:
         argv += ["-m", "cProfile", "-o", str(profile)]
-    argv += ["-m", "callway", "balancer", "-c", str(conf)]
+    argv += ["-m", "callway", "balancer", "-c", str(conf), "--workers", str(workers)]
     log = work / f"callway-{port}.log"
     proc = br.PROCS.start(argv, stdin=subprocess.DEVNULL, stdout=log.open("wb"),
                           stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
     wait_port(port, proc, log)
-    return Balancer("callway", proc, port)
+    return Balancer("callway" if workers == 1 else f"callway-w{workers}", proc, port)
 
 
 # --------------------------------------------------------------- one step
@@ -245,8 +249,21 @@ def best(steps: list[Step]) -> Step | None:
 
 
 def summary(results: dict[str, list[Step]]) -> None:
-    kam, cw = results.get("kamailio", []), results.get("callway", [])
-    print("\n  rate   kamailio s/1000  callway s/1000  ratio   (x sipp: kam / cw / ratio)")
+    for name, steps in results.items():
+        if name.startswith("callway"):
+            compare(name, results.get("kamailio", []), steps)
+    for name, steps in results.items():
+        top = best(steps)
+        figure = f"{top.rate} CPS ({top.cpu_per_1000:.3f} CPU-s/1000 calls)" if top else "none"
+        print(f"  highest clean rate, {name}: {figure}")
+    tops = [best(steps) for name, steps in results.items() if name.startswith("callway")]
+    top_cw = max((t.rate for t in tops if t is not None), default=0)
+    print("  targets: <= 4x Kamailio CPU per call, >= 1500 CPS: "
+          f"{'met' if top_cw >= 1500 else 'NOT met'} (rate)")  # fmt: skip
+
+
+def compare(name: str, kam: list[Step], cw: list[Step]) -> None:
+    print(f"\n  rate   kamailio s/1000  {name:>9s} s/1000  ratio   (x sipp: kam / cw / ratio)")
     for step in cw:
         other = next((k for k in kam if k.rate == step.rate and k.clean), None)
         if other is None or not step.clean:
@@ -256,13 +273,6 @@ def summary(results: dict[str, list[Step]]) -> None:
         cpu = f"{other.cpu_per_1000:15.3f}  {step.cpu_per_1000:14.3f}  {ratio:5.2f}x"
         vs_sipp = f"{other.vs_sipp:5.2f} / {step.vs_sipp:5.2f} / {norm:5.2f}x"
         print(f"  {step.rate:5d}  {cpu}   {vs_sipp}")
-    for name, steps in results.items():
-        top = best(steps)
-        figure = f"{top.rate} CPS ({top.cpu_per_1000:.3f} CPU-s/1000 calls)" if top else "none"
-        print(f"  highest clean rate, {name}: {figure}")
-    top_cw = best(cw)
-    print("  targets: <= 4x Kamailio CPU per call, >= 1500 CPS: "
-          f"{'met' if top_cw and top_cw.rate >= 1500 else 'NOT met'} (rate)")  # fmt: skip
 
 
 def profile_report(path: Path, limit: int = 25) -> None:
@@ -298,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", help="comma-separated call rates to step through")
     parser.add_argument("--seconds", type=float, help="seconds of calls per step")
     parser.add_argument("--kamailio-children", type=int, default=4)
+    parser.add_argument("--workers", default="1,2", help="callway worker counts to run")
+    parser.add_argument("--no-kamailio", action="store_true", help="callway only")
     parser.add_argument("--profile", type=int, metavar="RATE", help="cProfile one callway step")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
@@ -315,12 +327,14 @@ def main(argv: list[str] | None = None) -> int:
             list_file = work / "dispatcher.list"
             write_list(list_file, [port for _, port in nodes])
             results: dict[str, list[Step]] = {}
-            kam = start_kamailio(work, list_file, args.kamailio_children)
-            results["kamailio"] = ladder(kam, rates, seconds, work)
-            br.PROCS.stop(kam.proc)
-            cw = start_callway(work, list_file)
-            results["callway"] = ladder(cw, rates, seconds, work)
-            br.PROCS.stop(cw.proc)
+            if not args.no_kamailio:
+                kam = start_kamailio(work, list_file, args.kamailio_children)
+                results["kamailio"] = ladder(kam, rates, seconds, work)
+                br.PROCS.stop(kam.proc)
+            for workers in (int(w) for w in args.workers.split(",")):
+                cw = start_callway(work, list_file, workers=workers)
+                results[cw.name] = ladder(cw, rates, seconds, work)
+                br.PROCS.stop(cw.proc)
             summary(results)
             if args.profile:
                 prof = work / "balancer.prof"

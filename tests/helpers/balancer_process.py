@@ -85,10 +85,18 @@ class BalancerStartError(RuntimeError):
 class BalancerProcess:
     """One ``callway balancer -c DIR`` process (restartable, reloadable)."""
 
-    def __init__(self, config_dir: Path, sip_port: int, *, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        config_dir: Path,
+        sip_port: int,
+        *,
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+    ):
         self.config_dir = config_dir
         self.sip_port = sip_port
         self.env = env
+        self.workers = workers
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self._logs: list[Path] = []
@@ -109,7 +117,21 @@ class BalancerProcess:
 
     @property
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", "callway", "balancer", "-c", str(self.config_dir)]
+        argv = [sys.executable, "-m", "callway", "balancer", "-c", str(self.config_dir)]
+        return argv + (["--workers", str(self.workers)] if self.workers > 1 else [])
+
+    @property
+    def control_socket(self) -> Path:
+        """The console's socket (``STATE_DIR/callway.ctl``; the state dir is the config dir)."""
+        return self.config_dir / "callway.ctl"
+
+    def console(self, command: str) -> subprocess.CompletedProcess[str]:
+        """``callway console --socket ... -x COMMAND``."""
+        return subprocess.run(
+            [sys.executable, "-m", "callway", "console", "--socket", str(self.control_socket),
+             "-x", command],
+            capture_output=True, text=True, timeout=20, check=False,
+        )  # fmt: skip
 
     def start(self, timeout: float = READY_TIMEOUT) -> BalancerProcess:
         if self.running:
@@ -189,16 +211,22 @@ def write_balancer_config(config_dir: Path, nodes: Sequence[Node], toml: str) ->
 
 @contextlib.contextmanager
 def run_balancer(
-    config_dir: Path, nodes: Sequence[Node], *, port: int | None = None, **toml_kwargs: object
+    config_dir: Path,
+    nodes: Sequence[Node],
+    *,
+    port: int | None = None,
+    workers: int = 1,
+    **toml_kwargs: object,
 ) -> Iterator[BalancerProcess]:
     """Write the config under ``config_dir`` and run the balancer for the block.
 
-    ``toml_kwargs`` go to :func:`balancer_toml`.  On an exception the log is
+    ``toml_kwargs`` go to :func:`balancer_toml`; ``workers`` > 1 adds ``--workers``.
+    On an exception the log is
     printed (pytest shows it with the failure); the process is always stopped.
     """
     sip_port = port if port is not None else free_sip_port()
     write_balancer_config(config_dir, nodes, balancer_toml(sip_port, **toml_kwargs))  # type: ignore[arg-type]
-    balancer = BalancerProcess(config_dir, sip_port)
+    balancer = BalancerProcess(config_dir, sip_port, workers=workers)
     balancer.start()
     try:
         yield balancer

@@ -55,14 +55,31 @@ max_contacts=1
 """
 
 
-def pjsip_conf(port: int, *, udp: bool = True, tcp: bool = True, extra: str = "") -> str:
-    """The seed's pjsip.conf with loopback transports on ``port``."""
+def pjsip_conf(
+    port: int,
+    *,
+    udp: bool = True,
+    tcp: bool = True,
+    extra: str = "",
+    endpoint_options: dict[str, str] | None = None,
+) -> str:
+    """The seed's pjsip.conf with loopback transports on ``port``.
+
+    ``endpoint_options`` maps a user to option lines added at the end of its
+    endpoint section (e.g. ``{"8005": "rtp_timeout=2"}``); later lines win.
+    """
     parts: list[str] = []
     if udp:
         parts.append(f"[transport-udp]\ntype=transport\nprotocol=udp\nbind=127.0.0.1:{port}\n")
     if tcp:
         parts.append(f"[transport-tcp]\ntype=transport\nprotocol=tcp\nbind=127.0.0.1:{port}\n")
-    parts.extend(_USER_SECTIONS.format(user=user) for user in USERS)
+    options = endpoint_options or {}
+    for user in USERS:
+        section = _USER_SECTIONS.format(user=user)
+        if options.get(user):
+            head, sep, rest = section.partition(f"aors={user}\n")
+            section = f"{head}{sep}{options[user].strip()}\n{rest}"
+        parts.append(section)
     if extra:
         parts.append(extra if extra.endswith("\n") else extra + "\n")
     return "\n".join(parts)
@@ -239,9 +256,11 @@ def write_config(
     extra_pjsip: str = "",
     extensions: str | None = DEMO,
     toml: str = "",
+    endpoint_options: dict[str, str] | None = None,
 ) -> None:
     config_dir.mkdir(parents=True, exist_ok=True)
-    (config_dir / "pjsip.conf").write_text(pjsip_conf(port, udp=udp, tcp=tcp, extra=extra_pjsip))
+    text = pjsip_conf(port, udp=udp, tcp=tcp, extra=extra_pjsip, endpoint_options=endpoint_options)
+    (config_dir / "pjsip.conf").write_text(text)
     if extensions is not None:
         (config_dir / "extensions.conf").write_text(extensions)
     if toml:
@@ -260,6 +279,7 @@ def run_pbx(
     port: int | None = None,
     ready_timeout: float = READY_TIMEOUT,
     env: dict[str, str] | None = None,
+    endpoint_options: dict[str, str] | None = None,
 ) -> Iterator[PbxProcess]:
     """Write the seed config under ``tmp_path/pbx`` and run the PBX for the block.
 
@@ -276,6 +296,7 @@ def run_pbx(
         extra_pjsip=extra_pjsip,
         extensions=extensions,
         toml=toml,
+        endpoint_options=endpoint_options,
     )
     pbx = PbxProcess(config_dir, sip_port, ready_timeout=ready_timeout, env=env)
     try:

@@ -90,13 +90,15 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
 # --------------------------------------------------------------------------
 # 1. weights
 # --------------------------------------------------------------------------
-@pytest.mark.parametrize(("weight_a", "weight_b"), [(50, 50), (80, 20)])
+@pytest.mark.parametrize(
+    ("weight_a", "weight_b", "workers"), [(50, 50, 1), (80, 20, 1), (50, 50, 2), (80, 20, 2)]
+)
 def test_1000_calls_are_spread_by_weight(
-    nodes: NodeFactory, tmp_path: Path, weight_a: int, weight_b: int
+    nodes: NodeFactory, tmp_path: Path, weight_a: int, weight_b: int, workers: int
 ) -> None:
     a, b = nodes("a"), nodes("b")
     dests = [Node(a.uri, weight_a), Node(b.uri, weight_b)]
-    with run_balancer(tmp_path / "lb", dests) as balancer:
+    with run_balancer(tmp_path / "lb", dests, workers=workers) as balancer:
         result = calls(balancer, 1000, tmp_path)
         assert result.returncode == 0, result.describe()
         assert wait_for(lambda: a.count("BYE") + b.count("BYE") >= 1000)
@@ -115,13 +117,15 @@ def failovers(balancer: BalancerProcess) -> list[str]:
     return re.findall(r"INVITE failed at .*? trying .*? \(Call-ID (\S+)\)", balancer.log_text())
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_node_killed_under_load_fails_over_and_comes_back(
-    nodes: NodeFactory, tmp_path: Path
+    nodes: NodeFactory, tmp_path: Path, workers: int
 ) -> None:
     a, b = nodes("a"), nodes("b")
     dests = [Node(a.uri, 50), Node(b.uri, 50)]
     probing = {"ping_interval": PING_INTERVAL, "ping_timeout": PING_TIMEOUT}
-    with run_balancer(tmp_path / "lb", dests, **probing) as balancer, ThreadPoolExecutor(1) as pool:
+    lb = run_balancer(tmp_path / "lb", dests, workers=workers, **probing)
+    with lb as balancer, ThreadPoolExecutor(1) as pool:
         # steady load: 40 calls/s for 6 s; node a dies 2 s in
         running = pool.submit(
             calls, balancer, 240, tmp_path, rate=40, hold_ms=50, name="during",
@@ -195,11 +199,14 @@ def registrations(node: SippServer) -> list[tuple[str, str]]:
     return out
 
 
-def test_register_carries_path_and_sticks_to_one_node(nodes: NodeFactory, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_register_carries_path_and_sticks_to_one_node(
+    nodes: NodeFactory, tmp_path: Path, workers: int
+) -> None:
     a, b = nodes("a", "lb_registrar.xml"), nodes("b", "lb_registrar.xml")
     dests = [Node(a.uri, 50), Node(b.uri, 50)]
     users = [f"70{n:02d}" for n in range(10)]
-    with run_balancer(tmp_path / "lb", dests) as balancer:
+    with run_balancer(tmp_path / "lb", dests, workers=workers) as balancer:
         for user in users:
             result = run_sipp(
                 "lb_register.xml", balancer.target, service=user, calls=3, timeout=10,

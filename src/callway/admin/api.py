@@ -8,15 +8,16 @@ description is checked against.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
-from callway.admin.backend import AdminBackend
+from callway.admin.backend import AdminBackend, EventStream
 from callway.admin.model import to_json
 
 log = logging.getLogger("callway.admin")
@@ -136,6 +137,123 @@ async def rooms(request: web.Request) -> web.Response:
     return web.json_response({"rooms": to_json(backend_of(request).rooms())})
 
 
+async def _json_body(request: web.Request) -> dict[str, Any] | None:
+    """The request's JSON object, or None when it is not one."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+async def release_callback(request: web.Request) -> web.Response:
+    """``POST /callbacks/{id}/release``: stop waiting, try the callee's contacts now."""
+    uid = request.match_info["id"]
+    try:
+        backend_of(request).release_callback(uid)
+    except KeyError:
+        return error(404, "no such held call", uid)
+    log.info("admin API: held call %s released", uid)
+    return web.json_response({"id": uid, "released": True})
+
+
+async def drop_callback(request: web.Request) -> web.Response:
+    """``DELETE /callbacks/{id}``: end the wait; the caller is hung up."""
+    uid = request.match_info["id"]
+    try:
+        backend_of(request).drop_callback(uid)
+    except KeyError:
+        return error(404, "no such held call", uid)
+    log.info("admin API: held call %s dropped", uid)
+    return web.json_response({"id": uid, "dropped": True})
+
+
+async def originate(request: web.Request) -> web.Response:
+    """``POST /originate`` ``{"from": A, "to": B}``: call A, then B, bridge (202)."""
+    body = await _json_body(request)
+    source = body.get("from") if body is not None else None
+    target = body.get("to") if body is not None else None
+    if not isinstance(source, str) or not isinstance(target, str) or not source or not target:
+        return error(400, "bad body", 'expected JSON {"from": "8005", "to": "8006"}')
+    try:
+        uid = backend_of(request).originate(source, target)
+    except KeyError as exc:
+        return error(404, "no such endpoint", str(exc.args[0]) if exc.args else "")
+    except ValueError as exc:
+        return error(409, "cannot originate", str(exc))
+    log.info("admin API: originate %s -> %s (%s)", source, target, uid)
+    return web.json_response({"id": uid, "from": source, "to": target}, status=202)
+
+
+async def set_member(request: web.Request) -> web.Response:
+    """``PUT /rooms/{name}/members/{id}`` ``{"muted": true}``."""
+    room, member = request.match_info["name"], request.match_info["id"]
+    body = await _json_body(request)
+    muted = body.get("muted") if body is not None else None
+    if not isinstance(muted, bool):
+        return error(400, "bad body", 'expected JSON {"muted": true}')
+    try:
+        backend_of(request).set_member_muted(room, member, muted)
+    except KeyError:
+        return error(404, "no such room member", f"{member} in {room}")
+    log.info("admin API: %s in room %s %s", member, room, "muted" if muted else "unmuted")
+    return web.json_response({"room": room, "member": member, "muted": muted})
+
+
+async def kick_member(request: web.Request) -> web.Response:
+    """``DELETE /rooms/{name}/members/{id}``: the member leaves, its call gets a BYE."""
+    room, member = request.match_info["name"], request.match_info["id"]
+    try:
+        backend_of(request).kick_member(room, member)
+    except KeyError:
+        return error(404, "no such room member", f"{member} in {room}")
+    log.info("admin API: %s kicked from room %s", member, room)
+    return web.json_response({"room": room, "member": member, "kicked": True})
+
+
+EVENT_SOCKETS = web.AppKey("event_sockets", set[web.WebSocketResponse])
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """``GET /events`` (WebSocket): one JSON text message per call event."""
+    stream = backend_of(request).events()
+    if stream is None:
+        return error(404, "no call events on this node")
+    ws = web.WebSocketResponse(heartbeat=30.0)
+    await ws.prepare(request)
+    sockets = request.app[EVENT_SOCKETS]
+    sockets.add(ws)
+    closed = asyncio.ensure_future(_until_closed(ws))
+    try:
+        await _pump_events(ws, stream, closed)
+    finally:
+        closed.cancel()
+        stream.close()
+        sockets.discard(ws)
+    return ws
+
+
+async def _until_closed(ws: web.WebSocketResponse) -> None:
+    async for msg in ws:  # the client sends nothing; this waits for it to leave
+        if msg.type == WSMsgType.ERROR:
+            break
+
+
+async def _pump_events(ws: web.WebSocketResponse, stream: EventStream,
+                       closed: asyncio.Future[None]) -> None:  # fmt: skip
+    while not ws.closed:
+        following = asyncio.ensure_future(stream.next())
+        waits: set[asyncio.Future[Any]] = {following, closed}
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if not following.done():
+            following.cancel()
+            return
+        try:
+            await ws.send_str(json.dumps(following.result()))
+        except (ConnectionError, RuntimeError):
+            return
+
+
 Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
 
 PREFIX = "/api/v1"
@@ -151,5 +269,11 @@ ROUTES: tuple[Route, ...] = (
     ("GET", PREFIX + "/dispatcher", dispatcher),
     ("PUT", DESTINATION_STATE, set_destination_state),
     ("GET", PREFIX + "/callbacks", callbacks),
+    ("POST", PREFIX + "/callbacks/{id}/release", release_callback),
+    ("DELETE", PREFIX + "/callbacks/{id}", drop_callback),
+    ("POST", PREFIX + "/originate", originate),
     ("GET", PREFIX + "/rooms", rooms),
+    ("PUT", PREFIX + "/rooms/{name}/members/{id}", set_member),
+    ("DELETE", PREFIX + "/rooms/{name}/members/{id}", kick_member),
+    ("GET", PREFIX + "/events", events),
 )

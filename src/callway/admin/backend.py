@@ -8,7 +8,7 @@ called on the event loop and must return quickly (a snapshot, no I/O).
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from callway.admin.model import (
     Call,
@@ -19,6 +19,18 @@ from callway.admin.model import (
     Registration,
     Room,
 )
+
+
+class EventStream(Protocol):
+    """One listener's stream of call events (JSON-ready dicts)."""
+
+    async def next(self) -> dict[str, Any]:
+        """The next event (waits for one)."""
+        ...
+
+    def close(self) -> None:
+        """Stop listening."""
+        ...
 
 
 class AdminBackend(Protocol):
@@ -63,4 +75,32 @@ class AdminBackend(Protocol):
 
     def rooms(self) -> list[Room]:
         """Conference rooms in use."""
+        ...
+
+    def release_callback(self, uid: str) -> None:
+        """Stop holding ``uid`` and try the callee now (none: NOANSWER); KeyError."""
+        ...
+
+    def drop_callback(self, uid: str) -> None:
+        """End the hold of ``uid``: the caller gets 480 (or BYE once answered); KeyError."""
+        ...
+
+    def originate(self, source: str, target: str) -> str:
+        """Call ``source``'s contacts, then ``target``, and bridge them; the call's id.
+
+        KeyError for an unknown endpoint; ValueError when it cannot start
+        (``source`` has no contact).
+        """
+        ...
+
+    def set_member_muted(self, room: str, member: str, muted: bool) -> None:
+        """Mute or unmute a room member; KeyError when there is no such room or member."""
+        ...
+
+    def kick_member(self, room: str, member: str) -> None:
+        """Remove a member from a room (its call is hung up); KeyError as above."""
+        ...
+
+    def events(self) -> EventStream | None:
+        """A new stream of call events (None: this node has no calls)."""
         ...

@@ -116,7 +116,11 @@ class HeldCallback:
     caller: str
     callee: str
     since: float
-    state: str
+    state: str  # waiting, connected, timeout, dropped
+    mode: str = "hold"  # hold or conference
+    room: str | None = None  # conference mode: the waiting room
+    number: str | None = None  # conference mode: dial it to join the room
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +130,8 @@ class Room:
     name: str
     members: tuple[str, ...]
     since: float
+    muted: tuple[str, ...] = ()  # the members who are muted
+    number: str | None = None  # the join number of a callback room
 
 
 @dataclass(frozen=True, slots=True)

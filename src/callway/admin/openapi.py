@@ -55,6 +55,24 @@ def _ref_response(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/responses/{name}"}
 
 
+def _action(summary: str, key: str, schema: dict[str, Any], missing: str, *, room: bool = False
+            ) -> dict[str, Any]:  # fmt: skip
+    """An operation on one object named in the path (``{key}``, and ``{name}`` for rooms)."""
+    params = [{"name": key, "in": "path", "required": True, "schema": {"type": "string"}}]
+    if room:
+        params.insert(0, {"name": "name", "in": "path", "required": True,
+                          "schema": {"type": "string"}})  # fmt: skip
+    return {
+        "summary": summary,
+        "parameters": params,
+        "responses": {
+            "200": _ok(summary, schema),
+            "401": _ref_response("Unauthorized"),
+            "404": {"description": missing, "content": {JSON: {"schema": _ref("Error")}}},
+        },
+    }
+
+
 NUM, INT, STR, BOOL = ({"type": t} for t in ("number", "integer", "string", "boolean"))
 
 # fmt: off
@@ -100,8 +118,29 @@ SCHEMAS: dict[str, Any] = {
     "DispatcherSet": _obj(
         {"setid": INT, "destinations": {"type": "array", "items": _ref("Destination")}}
     ),
-    "HeldCallback": _obj({"id": STR, "caller": STR, "callee": STR, "since": NUM, "state": STR}),
-    "Room": _obj({"name": STR, "members": {"type": "array", "items": STR}, "since": NUM}),
+    "HeldCallback": _obj({
+        "id": STR, "caller": STR, "callee": STR, "since": NUM,
+        "state": {"type": "string", "enum": ["waiting", "connected", "timeout", "dropped"]},
+        "mode": {"type": "string", "enum": ["hold", "conference"]},
+        "room": _nullable("string"),
+        "number": {**_nullable("string"), "description": "dial it to join the room"},
+        "expires_at": _nullable("number"),
+    }),
+    "Room": _obj({
+        "name": STR, "members": {"type": "array", "items": STR}, "since": NUM,
+        "muted": {"type": "array", "items": STR},
+        "number": {**_nullable("string"), "description": "join number of a callback room"},
+    }),
+    "CallEvent": {**_obj({
+        "event": {"type": "string", "enum": [
+            "call_started", "call_answered", "call_ended", "callback_held",
+            "callback_connected", "callback_timeout", "callback_dropped", "room_joined",
+            "room_left"]},
+        "call_id": {**STR, "description": "the call's uniqueid (its CDR's)"},
+        "time": NUM, "caller": STR, "exten": STR,
+        "disposition": {**STR, "description": "call_ended: ANSWERED, NO ANSWER, BUSY, FAILED"},
+        "callee": STR, "room": _nullable("string"), "member": STR,
+    }, ["event", "call_id", "time"]), "additionalProperties": True},
     "Snapshot": _obj({
         "time": NUM, "node": _ref("Health"),
         "calls": {"type": "array", "items": _ref("Call")},
@@ -160,7 +199,48 @@ PATHS: dict[str, Any] = {
         },
     }},
     "/api/v1/callbacks": _get("Held callbacks", "callbacks", "HeldCallback"),
+    "/api/v1/callbacks/{id}": {"delete": _action(
+        "Drop a held call: the caller gets 480 (or BYE once answered)", "id",
+        _obj({"id": STR, "dropped": BOOL}), "No such held call",
+    )},
+    "/api/v1/callbacks/{id}/release": {"post": _action(
+        "Release a held call: try the callee's contacts now (none: DIALSTATUS NOANSWER)",
+        "id", _obj({"id": STR, "released": BOOL}), "No such held call",
+    )},
+    "/api/v1/originate": {"post": {
+        "summary": "Originate a callback: call A's contacts; when A answers, dial B and "
+                   "bridge (B offline and push-capable: the callback hold applies)",
+        "requestBody": {"required": True, "content": {JSON: {"schema": _obj(
+            {"from": {**STR, "description": "endpoint A, called first"},
+             "to": {**STR, "description": "endpoint B, dialled once A answers"}})}}},
+        "responses": {
+            "202": _ok("Calling A", _obj({"id": STR, "from": STR, "to": STR})),
+            "400": {"description": "Bad body", **_ERROR},
+            "401": _ref_response("Unauthorized"),
+            "404": {"description": "No such endpoint", **_ERROR},
+            "409": {"description": "A has no registered contact", **_ERROR},
+        },
+    }},
     "/api/v1/rooms": _get("Conference rooms", "rooms", "Room"),
+    "/api/v1/rooms/{name}/members/{id}": {
+        "put": {**_action("Mute or unmute a room member", "id",
+                          _obj({"room": STR, "member": STR, "muted": BOOL}),
+                          "No such room or member", room=True),
+                "requestBody": {"required": True, "content": {JSON: {"schema": _obj(
+                    {"muted": BOOL})}}}},
+        "delete": _action("Kick a room member (its call gets a BYE)", "id",
+                          _obj({"room": STR, "member": STR, "kicked": BOOL}),
+                          "No such room or member", room=True),
+    },
+    "/api/v1/events": {"get": {
+        "summary": "WebSocket: one CallEvent (JSON text message) per call step, in order",
+        "parameters": [{"name": "token", "in": "query", "schema": STR,
+                        "description": "the token (WebSocket clients may not set the header)"}],
+        "responses": {"101": {"description": "Switching to WebSocket; messages are CallEvent",
+                              "content": {JSON: {"schema": _ref("CallEvent")}}},
+                      "401": _ref_response("Unauthorized"),
+                      "404": {"description": "This node has no calls (a balancer)", **_ERROR}},
+    }},
     "/api/v1/live": {"get": {
         "summary": "WebSocket: a Snapshot (JSON text message) every second",
         "parameters": [{"name": "token", "in": "query", "schema": STR,
@@ -180,8 +260,9 @@ def openapi() -> dict[str, Any]:
         "info": {
             "title": "callway admin API",
             "version": __version__,
-            "description": "Registrations, calls, CDRs, dispatcher states, reload and "
-            "metrics of one callway node (PBX or balancer).",
+            "description": "Registrations, calls, CDRs, dispatcher states, reload, "
+            "metrics, held callbacks, conference rooms and call events of one callway "
+            "node (PBX or balancer).",
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],

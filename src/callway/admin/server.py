@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from callway.admin.api import BACKEND_KEY, ROUTES
+from callway.admin.api import BACKEND_KEY, EVENT_SOCKETS, ROUTES
 from callway.admin.auth import ensure_token, token_middleware
 from callway.admin.backend import AdminBackend
 from callway.admin.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -151,6 +151,7 @@ def build_app(backend: AdminBackend, token: str) -> web.Application:
     app[BACKEND_KEY] = backend
     app[METRICS_KEY] = metrics
     app[HUB_KEY] = LiveHub(backend, metrics)
+    app[EVENT_SOCKETS] = set()
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     app.router.add_get(LIVE_PATH, _live)
@@ -162,7 +163,7 @@ def build_app(backend: AdminBackend, token: str) -> web.Application:
 
 
 async def _close_sockets(app: web.Application) -> None:
-    for ws in list(app[HUB_KEY].sockets):
+    for ws in [*app[HUB_KEY].sockets, *app[EVENT_SOCKETS]]:
         await ws.close(code=1001, message=b"server shutdown")
 
 

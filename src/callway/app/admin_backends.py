@@ -13,9 +13,10 @@ is reported as unknown (null), never guessed.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from callway import __version__
+from callway.admin.backend import EventStream
 from callway.admin.model import (
     Call,
     Cdr,
@@ -28,13 +29,17 @@ from callway.admin.model import (
     Room,
 )
 from callway.admin.quality import estimate
+from callway.app.b2bua.originate import originate
 from callway.core.address import Address
 
 if TYPE_CHECKING:
+    from callway.app.b2bua.callback import CallbackService
     from callway.app.b2bua.channel import Channel
+    from callway.app.b2bua.events import Subscription
     from callway.app.b2bua.service import CallRecord
     from callway.app.balancer import BalancerApp
     from callway.app.pbx import PbxApp
+    from callway.media.conference import ConferenceRoom
     from callway.media.relay import LegStats
 
 __all__ = ["BalancerBackend", "PbxBackend"]
@@ -147,19 +152,79 @@ class PbxBackend:
         callback = self.app.calls.callback
         if callback is None:
             return []
-        return [
-            HeldCallback(h.uid, h.caller, h.callee, h.started, h.state)
-            for h in callback.held.values()
-        ]
+        out = []
+        for h in callback.held.values():
+            out.append(HeldCallback(h.uid, h.caller, h.callee, h.started, h.state, h.mode,
+                                    h.room, h.number, h.expires_at))  # fmt: skip
+        return out
 
     def rooms(self) -> list[Room]:
-        """Conference rooms with their members."""
+        """Conference rooms with their members (and a callback room's join number)."""
+        numbers = self._room_numbers()
         out = []
         for name, room in self.app.calls.rooms.rooms.items():
             members = room.members
             since = min((room.member(m).joined_at for m in members), default=0.0)
-            out.append(Room(name, tuple(members), since))
+            muted = tuple(m for m in members if room.is_muted(m))
+            out.append(Room(name, tuple(members), since, muted, numbers.get(name)))
         return out
+
+    def _room_numbers(self) -> dict[str, str]:
+        callback = self.app.calls.callback
+        if callback is None:
+            return {}
+        return {h.room: h.number for h in callback.held.values() if h.room and h.number}
+
+    def _held(self) -> CallbackService:
+        callback = self.app.calls.callback
+        if callback is None:
+            raise KeyError("no callback service")
+        return callback
+
+    def release_callback(self, uid: str) -> None:
+        """Stop holding ``uid``: the callee's contacts are tried now."""
+        self._held().release(uid)
+
+    def drop_callback(self, uid: str) -> None:
+        """End the hold of ``uid`` and hang up its caller."""
+        self._held().drop(uid)
+
+    def originate(self, source: str, target: str) -> str:
+        """Call ``source``, then ``target`` (see :mod:`callway.app.b2bua.originate`)."""
+        return originate(self.app.calls, source, target)
+
+    def _room(self, name: str, member: str) -> ConferenceRoom:
+        room = self.app.calls.rooms.get(name)
+        if room is None or member not in room:
+            raise KeyError(f"{member} in {name}")
+        return room
+
+    def set_member_muted(self, room: str, member: str, muted: bool) -> None:
+        """Mute or unmute one member (a beep tells it)."""
+        self._room(room, member).mute(member, muted)
+
+    def kick_member(self, room: str, member: str) -> None:
+        """Kick one member: it leaves the room and its call is hung up."""
+        self._room(room, member).kick(member)
+
+    def events(self) -> EventStream:
+        """A new subscription to the call service's event bus."""
+        return _Events(self.app.calls.events.subscribe())
+
+
+class _Events:
+    """An :class:`EventBus` subscription as the admin server's :class:`EventStream`."""
+
+    def __init__(self, subscription: Subscription) -> None:
+        self.subscription = subscription
+
+    async def next(self) -> dict[str, Any]:
+        """The next event as JSON-ready data."""
+        return (await self.subscription.get()).to_json()
+
+    def close(self) -> None:
+        """Unsubscribe."""
+        self.subscription.close()
 
 
 class BalancerBackend:
@@ -214,3 +279,27 @@ class BalancerBackend:
     def rooms(self) -> list[Room]:
         """No rooms on a balancer."""
         return []
+
+    def release_callback(self, uid: str) -> None:
+        """No callbacks on a balancer."""
+        raise KeyError(uid)
+
+    def drop_callback(self, uid: str) -> None:
+        """No callbacks on a balancer."""
+        raise KeyError(uid)
+
+    def originate(self, source: str, target: str) -> str:
+        """A balancer places no calls: no such endpoint."""
+        raise KeyError(source)
+
+    def set_member_muted(self, room: str, member: str, muted: bool) -> None:
+        """No rooms on a balancer."""
+        raise KeyError(room)
+
+    def kick_member(self, room: str, member: str) -> None:
+        """No rooms on a balancer."""
+        raise KeyError(room)
+
+    def events(self) -> EventStream | None:
+        """A balancer has no calls of its own."""
+        return None

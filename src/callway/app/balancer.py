@@ -5,7 +5,18 @@ SIP stack: one or more listening sockets, OPTIONS probes sent as client
 transactions whose answers go to the prober, up/down events logged (and
 posted to an alert webhook when configured).  SIGHUP reloads
 ``dispatcher.list``; a broken list is reported with its line number and the
-old one stays in force.
+old one stays in force.  The console (``callway console``, Kamailio's
+``dispatcher`` commands, :mod:`callway.app.balancer_console`) is served on
+``STATE_DIR/callway.ctl``.
+
+``--workers N`` forks N processes sharing the UDP port; how they share the
+calls and the destination states is told in :mod:`callway.app.balancer_workers`.
+
+Overload: when datagrams wait in the kernel's queue longer than
+:data:`OVERLOAD_LAG` (the loop has fallen behind), new INVITEs are answered
+``503 Service Unavailable`` with ``Retry-After`` at once instead of being
+relayed, so the calls already under way finish and the balancer does not
+collapse into a retransmission storm.
 """
 
 from __future__ import annotations
@@ -14,10 +25,12 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import random
 import secrets
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +38,16 @@ from callway import __version__
 from callway.admin import AdminServer, start_admin
 from callway.app.admin_backends import BalancerBackend
 from callway.app.alerts import AlertSender
+from callway.app.balancer_console import balancer_commands
 from callway.app.balancer_tu import BalancerUser
+from callway.app.balancer_workers import (
+    WorkerLink,
+    WorkerRole,
+    call_id_owned_by,
+    fork_workers,
+    stop_workers,
+)
+from callway.app.control import ControlServer
 from callway.balancer.algorithms import RequestFacts, SelectorState, select_destinations
 from callway.balancer.model import (
     Algorithm,
@@ -52,9 +74,13 @@ from callway.sip.transaction import (
 )
 from callway.sip.uri import SipURI, parse_uri
 from callway.transport.stack import SipStack
+from callway.transport.udp import UdpEndpoint
 
 log = logging.getLogger("callway.balancer")
 TIMER_TICK = 0.1  # seconds between checks of the proxy's failover timers
+OVERLOAD_LAG = 0.25  # seconds in the kernel's queue: new INVITEs get 503 (T1 is 0.5 s)
+STATS_EVERY = 10  # ticks between a worker's counters sent to the primary
+READY_TIMEOUT = 10.0  # seconds the primary waits for its workers to bind
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +117,7 @@ class BalancerSettings:
     admin_listen: str = "127.0.0.1:8089"
     admin_token: str = ""
     state_dir: Path = field(default_factory=Path.cwd)
+    workers: int = 1
 
 
 def balancer_settings(args: object) -> BalancerSettings:
@@ -116,6 +143,7 @@ def balancer_settings(args: object) -> BalancerSettings:
     )
     setid = getattr(args, "set", None)
     algorithm = getattr(args, "algorithm", None)
+    workers = getattr(args, "workers", None)
     return BalancerSettings(
         listens=tuple(Listen.parse(text) for text in listens),
         list_path=Path(list_file),
@@ -128,6 +156,7 @@ def balancer_settings(args: object) -> BalancerSettings:
         admin_listen=toml.admin.listen if config_dir else "127.0.0.1:8089",
         admin_token=toml.admin.token,
         state_dir=base,
+        workers=max(1, workers or 1),
     )
 
 
@@ -140,6 +169,8 @@ class DispatcherPicker:
         self.state = SelectorState(flags_of=self.prober.flags_of)
         self.rng = random.Random()
         self.algorithm = Algorithm.parse(settings.algorithm)
+        #: Called with each failed destination's URI (a worker tells the primary).
+        self.report_failure: Callable[[str], None] | None = None
 
     def candidates(self, request: Request, now: float) -> list[tuple[str, Address]]:
         """Destinations to try, first the chosen one (ds_select_dst + ds_next_dst)."""
@@ -162,6 +193,8 @@ class DispatcherPicker:
     def failed(self, uri: str, now: float) -> None:
         """A relayed request timed out or got 5xx: mark the node trying/probing."""
         self.prober.on_request_failure(uri, now)
+        if self.report_failure is not None:
+            self.report_failure(uri)
 
     def call_started(self, uri: str, call_id: str) -> None:
         """Count the call against its node (algorithm 10)."""
@@ -210,11 +243,13 @@ def _auth_user(request: Request) -> str:
 
 
 class BalancerApp:
-    """A running balancer node."""
+    """A running balancer node (one worker process of it with ``--workers``)."""
 
     def __init__(self, settings: BalancerSettings) -> None:
         if not settings.listens:
             raise ConfigError("callway.toml", 0, "the balancer needs at least one listen address")
+        if settings.workers > 1 and any(lst.port == 0 for lst in settings.listens):
+            raise ConfigError("callway.toml", 0, "--workers needs fixed listen ports")
         self.settings = settings
         self.sets = load_dispatcher_list(settings.list_path)
         if settings.setid not in self.sets:
@@ -230,12 +265,29 @@ class BalancerApp:
             self.stack, self.identity, self.picker, clock=time.time,
             server_header=f"callway balancer {__version__}",
         )  # fmt: skip
+        self.proxy.overloaded = self._overloaded
         self.alerts = AlertSender(settings.alert_url, settings.alert_secret)
         self._probes: dict[ClientTransactionKey, str] = {}
         self.admin: AdminServer | None = None
+        self.control: ControlServer | None = None
         self.stack.tu = self
+        self.started = time.time()
+        self.role = WorkerRole()
+        self.link: WorkerLink | None = None
+        self._shared: list[UdpEndpoint] = []
+        self.private: UdpEndpoint | None = None
+        self._worker_stats: dict[int, dict[str, int]] = {}
+        self._ready: set[int] = set()
+        self._all_ready = asyncio.Event()
+        self._synced = -1
         self._stopped = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+
+    def fork_workers(self) -> None:
+        """With ``settings.workers`` > 1: fork the workers (before the event loop starts)."""
+        self.role = fork_workers(self.settings.workers)
+        if not self.role.primary:
+            self.picker.prober.ping_active = False  # the primary probes for everyone
 
     # -- TU: probe answers go to the prober, the rest to the proxy ---------------------------
 
@@ -251,21 +303,74 @@ class BalancerApp:
             return
         self.proxy.handle_event(event, now)
 
+    def _overloaded(self) -> bool:
+        """The loop is behind: datagrams wait too long in the kernel's queue."""
+        return any(endpoint.lag > OVERLOAD_LAG for endpoint in self._shared)
+
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Bind every listen address and start probing."""
         loop = asyncio.get_running_loop()
+        role = self.role
+        if role.count > 1:
+            self.link = WorkerLink(role, self.stack.on_data, self._on_control)
+            self.link.start(loop)
+            if not role.primary:
+                self.picker.report_failure = self._report_failure
+        bound = await self._bind()
+        self.stack.start(loop)
+        self._tasks.append(loop.create_task(self._proxy_timer_loop()))
+        if not role.primary:
+            assert self.link is not None
+            self.link.send_control(0, {"ready": role.index})
+            log.info("callway balancer worker %d of %d (pid %d) serving %s", role.index,
+                     role.count, os.getpid(), " ".join(bound))  # fmt: skip
+            return
+        self._tasks.append(loop.create_task(self._probe_loop()))
+        await self._start_operations()
+        if role.count > 1:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_ready.wait(), READY_TIMEOUT)
+        log.info("callway balancer ready: %s (set %d, algorithm %d, %d worker(s))",
+                 " ".join(bound), self.settings.setid, self.settings.algorithm,
+                 role.count)  # fmt: skip
+
+    async def _bind(self) -> list[str]:
+        shared = self.role.count > 1
         bound = []
         for listen in self.settings.listens:
             if listen.transport == "udp":
-                endpoint = self.stack.add_udp(listen.host, listen.port)
+                endpoint = self.stack.add_udp(listen.host, listen.port, reuse_port=shared)
+                if self.link is not None:
+                    endpoint.receiver = self.link.route
+                self._shared.append(endpoint)
                 bound.append(f"udp:{listen.host}:{endpoint.port}")
-            else:
+            elif self.role.primary:  # a stream stays with the process that accepted it
                 server = await self.stack.add_tcp(listen.host, listen.port)
                 bound.append(f"tcp:{listen.host}:{server.port}")
-        self.stack.start(loop)
-        self._tasks.append(loop.create_task(self._probe_loop()))
+        if shared and self._shared:
+            self._bind_private(self._shared[0])
+        return bound
+
+    def _bind_private(self, shared: UdpEndpoint) -> None:
+        """A worker's own port: its requests leave from it, and their answers come back to it."""
+        host = self.identity.host if shared.wildcard else shared.host
+        self.private = self.stack.add_udp(shared.host, 0)
+        self.identity = dataclasses.replace(self.identity, via_port=self.private.port)
+        self.proxy.me = self.identity
+        self.proxy.outbound_local = (host, self.private.port)
+
+    async def _start_operations(self) -> None:
+        """The primary's console socket and admin API."""
+        self.control = ControlServer(
+            self.settings.state_dir / "callway.ctl", balancer_commands(self)
+        )
+        try:
+            await self.control.start()
+        except OSError as exc:
+            log.warning("no console socket: %s", exc)
+            self.control = None
         try:
             self.admin = await start_admin(
                 BalancerBackend(self), self.settings.admin_listen, self.settings.admin_token,
@@ -273,9 +378,6 @@ class BalancerApp:
             )  # fmt: skip
         except OSError as exc:
             log.warning("admin API not started on %s: %s", self.settings.admin_listen, exc)
-        self._tasks.append(loop.create_task(self._proxy_timer_loop()))
-        log.info("callway balancer ready: %s (set %d, algorithm %d)", " ".join(bound),
-                 self.settings.setid, self.settings.algorithm)  # fmt: skip
 
     async def _probe_loop(self) -> None:
         prober = self.picker.prober
@@ -286,18 +388,87 @@ class BalancerApp:
                 self._send_probe(dest.uri)
             while (event := prober.next_event()) is not None:
                 self._announce(event)
+            self._sync_states()
             deadline = prober.get_timer()
             delay = 1.0 if deadline is None else min(1.0, max(0.01, deadline - time.time()))
             await asyncio.sleep(delay)
 
     async def _proxy_timer_loop(self) -> None:
-        """Drive the proxy's first-response timeouts (failover to the next node)."""
+        """Drive the proxy's first-response timeouts (failover to the next node); worker chores."""
+        ticks = 0
         while True:
             await asyncio.sleep(TIMER_TICK)
             deadline = self.proxy.get_timer()
             if deadline is not None and deadline <= time.time():
                 self.proxy.handle_timer(time.time())
                 self.stack.pump()
+            ticks += 1
+            if self.role.primary:
+                self._sync_states()
+            else:
+                self._worker_chores(ticks)
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def _sync_states(self) -> None:
+        """The primary sends the destination states to the workers when they changed."""
+        prober = self.picker.prober
+        if self.link is None or prober.changes == self._synced:
+            return
+        self._synced = prober.changes
+        self.link.broadcast({"states": prober.snapshot()})
+
+    def _worker_chores(self, ticks: int) -> None:
+        if self.role.orphaned:
+            log.warning("worker %d: the primary is gone, stopping", self.role.index)
+            self._stopped.set()
+        while self.picker.prober.next_event() is not None:
+            pass  # only the primary announces up/down
+        if ticks % STATS_EVERY == 0 and self.link is not None:
+            self.link.send_control(0, {"worker": self.role.index, "stats": self.counters()})
+
+    def _report_failure(self, uri: str) -> None:
+        if self.link is not None:
+            self.link.send_control(0, {"failed": uri})
+
+    def _on_control(self, payload: dict[str, object]) -> None:
+        """A control message from another worker."""
+        prober = self.picker.prober
+        if "states" in payload:
+            states = payload["states"]
+            if isinstance(states, list):
+                prober.apply_snapshot(states)
+        elif "failed" in payload:
+            prober.on_request_failure(str(payload["failed"]), time.time())
+        elif "reload" in payload:
+            self.reload()
+        elif "stats" in payload and isinstance(payload["stats"], dict):
+            self._worker_stats[int(str(payload.get("worker", -1)))] = payload["stats"]
+        elif "ready" in payload:
+            self._ready.add(int(str(payload["ready"])))
+            self._synced = -1  # send it the current states
+            if len(self._ready) >= self.role.count - 1:
+                self._all_ready.set()
+
+    def counters(self) -> dict[str, int]:
+        """This process's proxy counters plus overload and hand-off figures."""
+        out = dict(self.proxy.stats)
+        out["lag_ms"] = int(max((e.lag for e in self._shared), default=0.0) * 1000)
+        if self.link is not None:
+            out["handed_off"] = self.link.handed_off
+            out["channel_drops"] = self.link.dropped
+        return out
+
+    def worker_stats(self) -> dict[int, dict[str, int]]:
+        """Counters by worker index (the others' as last reported, within a second)."""
+        return {0: self.counters(), **self._worker_stats} if self.role.primary else {
+            self.role.index: self.counters()}  # fmt: skip
+
+    def set_destination_state(self, letters: str, setid: int, uri: str) -> int:
+        """Kamailio's ``dispatcher.set_state`` (``uri`` may be ``all``); workers follow at once."""
+        changed = self.picker.prober.set_state(uri, letters, time.time(), setid)
+        self._sync_states()
+        return changed
 
     def _send_probe(self, dest_uri: str) -> None:
         uri = parse_uri(dest_uri)
@@ -308,6 +479,8 @@ class BalancerApp:
         dest = uri_address(uri)
         host, port = me.host, me.port
         source = self._probe_source()
+        if self.private is not None and source is None:
+            source = self.proxy.outbound_local
         if source is not None:
             host, port = source
             dest = dataclasses.replace(dest, local=source)
@@ -320,7 +493,7 @@ class BalancerApp:
                 ("Max-Forwards", "70"),
                 ("From", f"<{settings.ping_from}>;tag={secrets.token_hex(4)}"),
                 ("To", f"<{uri}>"),
-                ("Call-ID", f"{secrets.token_hex(10)}@{me.host}"),
+                ("Call-ID", call_id_owned_by(self.role.index, self.role.count, me.host)),
                 ("CSeq", f"1 {settings.method}"),
                 ("User-Agent", f"callway balancer {__version__}"),
             ],
@@ -362,16 +535,24 @@ class BalancerApp:
             return False
         self.picker.prober.reload(sets)
         log.info("dispatcher list reloaded: %d sets", len(sets))
+        if self.link is not None and self.role.primary:
+            self.link.broadcast({"reload": 1})
         return True
 
     async def stop(self) -> None:
-        """Close sockets and tasks."""
+        """Close sockets and tasks (the primary stops its workers first)."""
+        if self.role.children:
+            await stop_workers(self.role)
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self.admin is not None:
             await self.admin.close()
+        if self.control is not None:
+            await self.control.close()
+        if self.link is not None:
+            self.link.close()
         await self.stack.close()
         await self.alerts.close()
 

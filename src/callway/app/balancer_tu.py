@@ -6,10 +6,15 @@ dispatcher picks, in-dialog requests along their Route set.  If the chosen
 node times out or answers 5xx before any provisional response, the request
 goes to the next candidate (Kamailio's ``ds_next_dst`` in a failure route)
 and the caller never notices; the node is reported to the prober.
+
+When the shell says it is overloaded (:attr:`BalancerUser.overloaded`), a new
+INVITE is answered ``503`` with ``Retry-After`` instead of being relayed:
+cheap to send, and the calls already relayed keep their share of the loop.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 from collections.abc import Callable
@@ -47,6 +52,7 @@ BRANCH_PREFIX = "z9hG4bKcwb"
 FIRST_RESPONSE_TIMEOUT = 2.0
 # How long responses from an abandoned attempt are recognised and dropped (64*T1).
 ABANDONED_MEMORY = 32.0
+RETRY_AFTER = "2"  # seconds, in the 503 sent while overloaded
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, NOTIFY, REFER, MESSAGE"
 
 
@@ -129,7 +135,13 @@ class BalancerUser:
         self.server_header = server_header
         self.by_client: dict[ClientTransactionKey, Forward] = {}
         self.by_server: dict[ServerTransactionKey, Forward] = {}
-        self.stats = {"forwarded": 0, "failover": 0, "no_destination": 0, "local": 0}
+        self.stats = {"forwarded": 0, "failover": 0, "no_destination": 0, "local": 0,
+                      "overload": 0}  # fmt: skip
+        #: True while new calls should be refused (the shell's measure of loop lag).
+        self.overloaded: Callable[[], bool] = lambda: False
+        #: The local (host, port) requests leave from (a worker's private port), if not the
+        #: default socket.
+        self.outbound_local: tuple[str, int] | None = None
 
     # -- timers (the first-response timeout, like Kamailio's fr_timer) ---------------------
 
@@ -226,6 +238,10 @@ class BalancerUser:
         own_route = proxy.strip_own_route(request, self.me)
         from_node = self.picker.is_destination(source)
         if own_route is None and proxy.is_initial(request) and not from_node:
+            if request.method == "INVITE" and self.overloaded():
+                self.stats["overload"] += 1
+                self._reply(key, request, 503, headers=(("Retry-After", RETRY_AFTER),))
+                return
             candidates = self.picker.candidates(request, now)
             if not candidates:
                 self.stats["no_destination"] += 1
@@ -258,7 +274,7 @@ class BalancerUser:
             request = fwd.request if fwd.forwarded is None else self._pristine(fwd)
             proxy.push_via(request, self.me, f"{BRANCH_PREFIX}{new_branch()[7:]}")
             try:
-                client_key = self.port.send_request(request, dest)
+                client_key = self.port.send_request(request, self._outbound(dest))
             except TransactionError as exc:
                 log.warning("cannot forward to %s: %s", dest, exc)
                 continue
@@ -303,7 +319,7 @@ class BalancerUser:
         assert fwd.forwarded is not None
         dest = fwd.candidates[fwd.attempt][1]
         try:
-            self.port.send_request(build_cancel(fwd.forwarded), dest)
+            self.port.send_request(build_cancel(fwd.forwarded), self._outbound(dest))
         except TransactionError as exc:
             log.debug("CANCEL not sent: %s", exc)
 
@@ -319,7 +335,14 @@ class BalancerUser:
         except ParseError as exc:
             log.info("dropping ACK: %s", exc.reason)
             return
-        self.port.send_stateless(ack, hop)
+        self.port.send_stateless(ack, self._outbound(hop))
+
+    def _outbound(self, dest: Address) -> Address:
+        """``dest`` sent from :attr:`outbound_local` (our Via names that port)."""
+        local = self.outbound_local
+        if local is None or dest.transport != "udp":
+            return dest
+        return dataclasses.replace(dest, local=local)
 
     # -- responses -----------------------------------------------------------------------------
 

@@ -29,6 +29,10 @@ Command = Callable[[list[str]], "str | Awaitable[str]"]
 MAX_LINE = 65536
 
 
+class CommandError(Exception):
+    """A command refused its arguments: the console shows the text, the log stays quiet."""
+
+
 class _Broadcast(logging.Handler):
     """Copies log records to every console that asked for the live log."""
 
@@ -117,6 +121,8 @@ class ControlServer:
                     if not isinstance(result, str):
                         result = await result
                     return {"ok": True, "text": result}
+                except CommandError as exc:
+                    return {"ok": False, "text": str(exc)}
                 except Exception as exc:
                     log.exception("console command %s failed", words)
                     return {"ok": False, "text": f"error: {exc}"}

@@ -37,6 +37,7 @@ class CallbackNotice:
     expires_at: float
     push: dict[str, str] = field(default_factory=dict)
     event: str = "incoming_call"
+    room_number: str | None = None  # dial it to join the room (conference mode)
 
 
 class Notifier(Protocol):

@@ -34,12 +34,17 @@ Up/down transitions are queued as :class:`DestinationUp` /
 :class:`DestinationDown` (Kamailio's ``dispatcher:dst-up`` / ``dst-down``),
 read with :meth:`Prober.next_event`.  The same URI in several sets is probed
 once per round and the result applied to each set's entry that asked.
+
+Several processes sharing the work (the balancer's ``--workers``) keep one
+prober authoritative: :attr:`Prober.changes` counts state changes, and
+:meth:`Prober.snapshot` / :meth:`Prober.apply_snapshot` copy the states to the
+others' probers.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from callway.balancer.model import (
@@ -151,6 +156,8 @@ class Prober:
         self._outbox: list[Destination] = []
         self._events: deque[ProberEvent] = deque()
         self._next_round = first_round
+        #: Bumped by every state change and reload (whoever mirrors the states re-reads them).
+        self.changes = 0
         self.reload(sets)
 
     # -- configuration ------------------------------------------------------
@@ -166,6 +173,7 @@ class Prober:
         A destination whose flags in the list changed takes the new flags.
         """
         old = self._entries
+        self.changes += 1
         self._sets = dict(sets)
         self._entries = {}
         for setid, dset in self._sets.items():
@@ -218,6 +226,17 @@ class Prober:
                     )
                 )
         return result
+
+    def snapshot(self) -> list[tuple[int, str, int]]:
+        """Every destination's live flags as ``(setid, uri, flags)`` (to mirror elsewhere)."""
+        return [(setid, uri, int(e.flags)) for (setid, uri), e in self._entries.items()]
+
+    def apply_snapshot(self, states: Iterable[Sequence[object]]) -> None:
+        """Take the flags of :meth:`snapshot` from the authoritative prober (no events)."""
+        for setid, uri, flags in states:
+            entry = self._entries.get((int(str(setid)), str(uri).casefold()))
+            if entry is not None and int(entry.flags) != flags:
+                entry.flags, entry.count = DestState(int(str(flags))), 0
 
     def next_event(self) -> ProberEvent | None:
         """The oldest unread up/down event, or None."""
@@ -377,6 +396,7 @@ class Prober:
         new = entry.flags
         if new == old:
             return
+        self.changes += 1
         entry.last_change = now
         if old.usable and not new.usable:
             self._events.append(DestinationDown(entry.setid, entry.dest.uri, old, new, now, cause))

@@ -29,12 +29,18 @@ RECEIVED_PARAM = "cw-recv"
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """How the balancer names itself: the address in Via, Record-Route and Path."""
+    """How the balancer names itself: the address in Via, Record-Route and Path.
+
+    ``via_port`` (when not 0) is the port our Via names instead of ``port``: a
+    worker process of a multi-process balancer sends its requests from a
+    private port, so their answers come back to it.
+    """
 
     host: str
     port: int
     transport: str = "udp"
     aliases: frozenset[str] = frozenset()
+    via_port: int = 0
 
     def is_me(self, uri: SipURI) -> bool:
         """True if ``uri`` points at this balancer (any of its addresses, any port)."""
@@ -110,11 +116,16 @@ def decrement_max_forwards(request: Request) -> None:
 
 
 def detect_loop(request: Request, me: Identity, branch_prefix: str) -> None:
-    """§16.3 step 4: our own Via with a branch of ours already in the path."""
+    """§16.3 step 4: our own Via with a branch of ours already in the path.
+
+    Only Via lines holding our branch prefix are parsed (usually none).
+    """
+    if not any(branch_prefix in v for k, v in request.headers if k == "via"):
+        return
     for via in request.vias:
         if (
             via.host == me.host
-            and (via.port or 5060) == me.port
+            and (via.port or 5060) in (me.port, me.via_port)
             and (via.branch or "").startswith(branch_prefix)
         ):
             raise ParseError("Loop Detected", 482)
@@ -138,7 +149,8 @@ def add_path(request: Request, me: Identity, source: Address) -> None:
 
 def push_via(request: Request, me: Identity, branch: str) -> None:
     """Our Via on top (§16.6 step 8)."""
-    via = Via(me.transport.upper(), me.host, me.port, {"branch": branch, "rport": None})
+    port = me.via_port or me.port
+    via = Via(me.transport.upper(), me.host, port, {"branch": branch, "rport": None})
     request.prepend("Via", str(via))
 
 
@@ -148,11 +160,16 @@ def pop_via(response: Response, me: Identity) -> Address | None:
     None means the response is not for us (drop it, §16.7 step 1) or has no
     further Via.
     """
-    vias = response.vias
-    if len(vias) < 2 or vias[0].host != me.host:
+    try:
+        if response.via.host != me.host:
+            return None
+    except ParseError:
         return None
     response.pop_first("via")
-    return via_address(vias[1])
+    try:
+        return via_address(response.via)
+    except ParseError:
+        return None  # ours was the only Via
 
 
 def via_address(via: Via) -> Address:

@@ -5,16 +5,22 @@ Each of the two legs (A, B) owns an RTP and an RTCP socket at the PBX (a
 leaves from leg B's RTP socket to B's remote address, and the other way
 round; RTCP likewise.  Each socket's endpoint is a
 :class:`~callway.rtp.latch.Latch`, which decides where that leg's media goes
-(the signalled address, then symmetric-RTP latching, RFC 4961), and an
-optional :class:`~callway.rtp.transcode.Transcoder` per RTP direction
-rewrites payload types and G.711 laws.
+(the signalled address, then symmetric-RTP latching, RFC 4961).  Per
+direction an optional transform rewrites each packet: it is composed from
+the receiving leg's SRTP unprotect (RFC 3711, :mod:`callway.media.srtp`),
+a :class:`~callway.rtp.transcode.Transcoder` (payload types, G.711 laws),
+and the sending leg's SRTP protect, so SRTP on one leg and plain RTP on the
+other (or SRTP with different keys on both) are bridged; a packet a step
+refuses (bad SRTP authentication tag, replay) is dropped and counted.
 
 The hot path is a reader callback per socket (``loop.add_reader``) that
 reads with ``recvfrom`` and forwards each datagram with one ``sendto``: per
 packet one comparison decides the source is the latched one, and the only
 allocations are the received bytes and address tuple.  The clock is read
 once per wakeup, counters are slot increments on the endpoint, and the RTP
-timeout is checked by a periodic timer, not per packet.
+timeout is checked by a periodic timer, not per packet.  The transform is
+one callable per direction, composed when keys or codecs change, so a plain
+call pays one ``is None`` test for it.
 
 The batch is adaptive.  At RTP rates (one packet per socket every 20 ms)
 nearly every wakeup finds one datagram, and the ``recvfrom`` that ends a
@@ -39,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from callway.media.ports import PortPair, PortPool
+from callway.media.srtp import LegCrypto
 from callway.rtp.latch import Latch, SocketAddress
 from callway.rtp.transcode import Transcoder
 
@@ -52,6 +59,8 @@ _MAX_DATAGRAM = 2048  # RTP over UDP stays under the path MTU
 _HOLD_ADDRESSES = frozenset({"0.0.0.0", "::"})
 
 TimeoutHandler = Callable[["RelaySession", str], None]
+# One relay direction's packet rewrite; None drops the packet.
+Transform = Callable[[bytes], "bytes | bytearray | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +79,15 @@ class LegStats:
     remote_rtp: SocketAddress | None
     remote_rtcp: SocketAddress | None
     latched: bool
+    rejected: int = 0  # refused by the transform: SRTP authentication or replay failures
+    srtp: str | None = None  # the SRTP suite on this leg, None for plain RTP
 
 
 class _Endpoint(Latch):
     """One relay socket: its latching state (it is the socket's latch) and counters.
 
     The socket's bound ``recvfrom``/``sendto`` are kept so the hot path does
-    not rebuild them, and ``transcoder`` rewrites what this socket receives.
+    not rebuild them, and ``transform`` rewrites what this socket receives.
     """
 
     __slots__ = (
@@ -87,10 +98,11 @@ class _Endpoint(Latch):
         "packets_in",
         "packets_out",
         "recvfrom",
+        "rejected",
         "send_errors",
         "sendto",
         "sock",
-        "transcoder",
+        "transform",
         "woken",
     )
 
@@ -100,9 +112,9 @@ class _Endpoint(Latch):
         self.recvfrom = sock.recvfrom
         self.sendto = sock.sendto
         self.leg = leg  # set on RTP endpoints: their latching moves unlatched RTCP
-        self.transcoder: Transcoder | None = None
+        self.transform: Transform | None = None
         self.packets_in = self.bytes_in = self.packets_out = self.bytes_out = 0
-        self.dropped = self.send_errors = 0
+        self.dropped = self.send_errors = self.rejected = 0
         self.woken = 0.0
 
 
@@ -124,6 +136,7 @@ class RelayLeg:
         self.rtp = _Endpoint(pair.rtp, self, **latch)
         self.rtcp = _Endpoint(pair.rtcp, None, **latch)
         self._family = pair.rtp.family
+        self.srtp: LegCrypto | None = None  # set through RelaySession.set_srtp
         now = clock()
         self.rtp.reset(None, now)
         self.rtcp.reset(None, now)
@@ -147,6 +160,16 @@ class RelayLeg:
     def remote_rtp(self) -> SocketAddress | None:
         """Where this leg's RTP is sent now (signalled or latched)."""
         return self.rtp.remote
+
+    def send_rtp(self, data: bytes, target: tuple[str, int] | SocketAddress) -> None:
+        """Send a locally made RTP packet (prompts, music) to this leg's phone, protected."""
+        srtp = self.srtp
+        if srtp is not None:
+            protected = srtp.protect(data)
+            if protected is None:
+                return
+            data = protected
+        self.pair.rtp.sendto(data, target)
 
     def set_remote(self, rtp: tuple[str, int] | None, rtcp: tuple[str, int] | None = None) -> None:
         """Take the phone's address from its SDP and learn again (setup, re-INVITE).
@@ -182,6 +205,8 @@ class RelayLeg:
             remote_rtp=rtp.remote,
             remote_rtcp=rtcp.remote,
             latched=rtp.latched,
+            rejected=rtp.rejected + rtcp.rejected,
+            srtp=self.srtp.suite if self.srtp is not None else None,
         )
 
     def follow_rtp(self) -> None:
@@ -230,6 +255,7 @@ class RelaySession:
         self._timer: asyncio.TimerHandle | None = None
         self._timed_out = {"a": False, "b": False}
         self._closed = False
+        self._transcoders: tuple[Transcoder | None, Transcoder | None] = (None, None)
 
     @property
     def closed(self) -> bool:
@@ -246,8 +272,38 @@ class RelaySession:
         self, a_to_b: Transcoder | None = None, b_to_a: Transcoder | None = None
     ) -> None:
         """Rewrite packets per direction (None: relay unchanged); takes effect at once."""
-        self.a.rtp.transcoder = a_to_b
-        self.b.rtp.transcoder = b_to_a
+        self._transcoders = (a_to_b, b_to_a)
+        self._compose()
+
+    def set_srtp(self, name: str, srtp: LegCrypto | None) -> None:
+        """SRTP of leg ``name`` (None: plain RTP; a BlockedLeg: no keys yet); at once."""
+        self.leg(name).srtp = srtp
+        self._compose()
+
+    def _compose(self) -> None:
+        """Build each direction's transform: unprotect, transcode, protect."""
+        a, b = self.a, self.b
+        a_to_b, b_to_a = self._transcoders
+        a.rtp.transform = _chain(
+            a.srtp.unprotect if a.srtp else None,
+            a_to_b.apply if a_to_b else None,
+            b.srtp.protect if b.srtp else None,
+        )
+        b.rtp.transform = _chain(
+            b.srtp.unprotect if b.srtp else None,
+            b_to_a.apply if b_to_a else None,
+            a.srtp.protect if a.srtp else None,
+        )
+        a.rtcp.transform = _chain(
+            a.srtp.unprotect_rtcp if a.srtp else None,
+            None,
+            b.srtp.protect_rtcp if b.srtp else None,
+        )
+        b.rtcp.transform = _chain(
+            b.srtp.unprotect_rtcp if b.srtp else None,
+            None,
+            a.srtp.protect_rtcp if a.srtp else None,
+        )
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Start relaying on ``loop`` (default: the running loop)."""
@@ -292,7 +348,7 @@ class RelaySession:
         now = self._clock()
         budget = _BATCH if now - src.woken < _HOT_GAP else 1
         src.woken = now
-        transcoder = src.transcoder
+        transform = src.transform
         for _ in range(budget):
             try:
                 data, source = src.recvfrom(_MAX_DATAGRAM)
@@ -310,8 +366,12 @@ class RelaySession:
             target = dst.remote
             if target is None:
                 continue
-            if transcoder is not None:
-                data = transcoder.apply(data)
+            if transform is not None:
+                out = transform(data)
+                if out is None:
+                    src.rejected += 1
+                    continue
+                data = out
             try:
                 dst.sendto(data, target)
             except OSError:
@@ -337,6 +397,36 @@ class RelaySession:
                     log.exception("on_timeout handler failed")
             self._timed_out[leg.name] = silent
         self._schedule_check()
+
+
+def _chain(
+    first: Transform | None, middle: Transform | None, last: Transform | None
+) -> Transform | None:
+    """Compose up to three packet steps into one callable (None when there are none)."""
+    steps = [step for step in (first, middle, last) if step is not None]
+    if not steps:
+        return None
+    if len(steps) == 1:
+        return steps[0]
+    if len(steps) == 2:
+        head, tail = steps
+
+        def pair(data: bytes) -> bytes | bytearray | None:
+            out = head(data)
+            return None if out is None else tail(out)  # type: ignore[arg-type]
+
+        return pair
+
+    one, two, three = steps
+
+    def triple(data: bytes) -> bytes | bytearray | None:
+        out = one(data)
+        if out is None:
+            return None
+        out = two(out)  # type: ignore[arg-type]
+        return None if out is None else three(out)  # type: ignore[arg-type]
+
+    return triple
 
 
 def _admit(endpoint: _Endpoint, source: SocketAddress, now: float) -> bool:

@@ -7,13 +7,20 @@ with its dynamic type and ``fmtp`` when the offer has it at the codec's
 clock rate, accepts the first usable audio stream and rejects every other
 stream with port 0 (RFC 3264 §6).  No usable audio stream means the caller
 answers 488 Not Acceptable Here (RFC 3261 §21.4.26).
+
+SRTP with SDES keys (RFC 4568) rides on the same calls: ``protos`` says which
+transport protocols are acceptable (``RTP/SAVP`` for an SRTP endpoint), and a
+``crypto`` callback picks the answer's ``a=crypto`` for a stream; a secure
+profile stream without a usable one is not acceptable (RFC 4568 §7.1.2), a
+plain one is answered plain.  The offer side takes the attributes to list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from callway.sdp.crypto import CryptoAttribute
 from callway.sdp.model import (
     Attribute,
     Connection,
@@ -27,8 +34,10 @@ from callway.sdp.model import (
 __all__ = [
     "CODECS",
     "DEFAULT_EVENT_PT",
+    "SECURE_PROTOS",
     "AudioFormat",
     "Codec",
+    "CryptoChooser",
     "answer_offer",
     "audio_format",
     "find_codec",
@@ -40,6 +49,10 @@ DEFAULT_EVENT_PT = 101  # Asterisk's and most phones' choice
 DEFAULT_EVENT_FMTP = "0-16"  # DTMF digits and flash (RFC 4733 §3.2)
 DEFAULT_PTIME = 20
 AUDIO_PROTOS = ("RTP/AVP",)
+SECURE_PROTOS = ("RTP/SAVP",)  # RFC 3711 §12
+
+# Picks this side's a=crypto for an offered stream (RFC 4568 §7.1.1), or None.
+CryptoChooser = Callable[[MediaDescription], CryptoAttribute | None]
 _HOLD_ADDRESSES = frozenset({"0.0.0.0", "::"})
 
 
@@ -140,12 +153,15 @@ def _audio_stream(
     formats: list[tuple[RtpMap, str | None]],
     ptime: int | None,
     direction: Direction,
+    crypto: Sequence[CryptoAttribute] = (),
 ) -> MediaDescription:
     media = MediaDescription("audio", port, proto, [str(r.payload_type) for r, _ in formats])
     for rtpmap, fmtp in formats:
         media.attributes.append(Attribute("rtpmap", str(rtpmap)))
         if fmtp is not None:
             media.attributes.append(Attribute("fmtp", f"{rtpmap.payload_type} {fmtp}"))
+    for attribute in crypto:
+        media.attributes.append(Attribute("crypto", str(attribute)))
     if ptime is not None:
         media.attributes.append(Attribute("ptime", str(ptime)))
     media.attributes.append(Attribute(direction.value))
@@ -172,10 +188,14 @@ def _answer_stream(
     direction: Direction,
     ptime: int | None,
     dtmf: bool,
+    crypto: CryptoChooser | None,
 ) -> MediaDescription | None:
     chosen = [(pt, c) for pt in media.payload_types if (c := find_codec(media, pt, allowed))]
     if not chosen:
         return None
+    keys = crypto(media) if crypto is not None else None
+    if keys is None and "SAVP" in media.proto:
+        return None  # RFC 4568 §7.1.2: no usable crypto attribute, no secure stream
     formats: list[tuple[RtpMap, str | None]] = [
         (RtpMap(pt, codec.encoding, codec.clock_rate), media.fmtp(pt)) for pt, codec in chosen
     ]
@@ -190,7 +210,9 @@ def _answer_stream(
     answered = Direction.from_flags(
         offered.receives and direction.sends, offered.sends and direction.receives
     )
-    return _audio_stream(local_port, media.proto, formats, answer_ptime, answered)
+    return _audio_stream(
+        local_port, media.proto, formats, answer_ptime, answered, () if keys is None else (keys,)
+    )
 
 
 def answer_offer(
@@ -205,6 +227,7 @@ def answer_offer(
     ptime: int | None = DEFAULT_PTIME,
     dtmf: bool = True,
     protos: tuple[str, ...] = AUDIO_PROTOS,
+    crypto: CryptoChooser | None = None,
     username: str = "-",
     session_name: str = "callway",
 ) -> SessionDescription | None:
@@ -213,7 +236,9 @@ def answer_offer(
     ``direction`` is what this side is willing to do (e.g. ``SENDONLY`` to put
     the peer on hold); the answer is its intersection with the offer's
     direction reversed (RFC 3264 §6.1).  ``ptime`` applies when the offer has
-    none; the answer never exceeds the offer's ``maxptime``.
+    none; the answer never exceeds the offer's ``maxptime``.  Only streams
+    whose proto is in ``protos`` are accepted; ``crypto`` (called once the
+    codecs fit) chooses the answer's ``a=crypto``, required on ``RTP/SAVP``.
     """
     answer = _session(username, str(session_id), session_version, local_address, session_name)
     accepted = False
@@ -221,7 +246,7 @@ def answer_offer(
         stream = None
         if not accepted and media.media == "audio" and media.port != 0 and media.proto in protos:
             stream = _answer_stream(
-                offer, media, allowed_codecs, local_port, direction, ptime, dtmf
+                offer, media, allowed_codecs, local_port, direction, ptime, dtmf, crypto
             )
         accepted = accepted or stream is not None
         answer.media.append(stream or _rejected(media))
@@ -240,6 +265,7 @@ def make_offer(
     ptime: int | None = DEFAULT_PTIME,
     telephone_event_pt: int | None = DEFAULT_EVENT_PT,
     proto: str = AUDIO_PROTOS[0],
+    crypto: Sequence[CryptoAttribute] = (),
     username: str = "-",
     session_name: str = "callway",
 ) -> SessionDescription:
@@ -248,7 +274,8 @@ def make_offer(
     With ``previous`` (this side's last offer or answer in the dialog) it is a
     re-offer: the origin keeps its username and session id, the version is
     the previous one plus one, and every earlier m-line keeps its position,
-    the others rejected with port 0 (RFC 3264 §8).
+    the others rejected with port 0 (RFC 3264 §8).  ``crypto`` lists the
+    ``a=crypto`` attributes of an SRTP offer (``proto="RTP/SAVP"``, RFC 4568 §5).
     """
     codecs = _codecs(allowed_codecs)
     if not codecs:
@@ -257,7 +284,7 @@ def make_offer(
     if telephone_event_pt is not None:
         event = RtpMap(telephone_event_pt, TELEPHONE_EVENT, codecs[0].clock_rate)
         formats.append((event, DEFAULT_EVENT_FMTP))
-    stream = _audio_stream(local_port, proto, formats, ptime, direction)
+    stream = _audio_stream(local_port, proto, formats, ptime, direction, crypto)
     if previous is None:
         if session_id is None:
             raise ValueError("a first offer needs a session_id")

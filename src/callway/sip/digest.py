@@ -154,7 +154,8 @@ def _response_matches(
         body=body,
         ha1=ha1,
     )
-    return hmac.compare_digest(expected.encode(), p["response"].lower().encode())
+    response = p["response"].lower().encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(expected.encode(), response)
 
 
 def verify_credentials(

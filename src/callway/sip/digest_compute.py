@@ -41,8 +41,14 @@ class Algorithm:
     session: bool
 
     def digest(self, *parts: str | bytes) -> str:
-        """``H(p1:p2:...)`` as lower-case hex (RFC 7616 §3.4.1, RFC 8760 §2.2)."""
-        data = b":".join(p.encode("utf-8") if isinstance(p, str) else p for p in parts)
+        """``H(p1:p2:...)`` as lower-case hex (RFC 7616 §3.4.1, RFC 8760 §2.2).
+
+        ``surrogateescape``: header values decoded that way from non-UTF-8
+        wire bytes hash as those bytes (never a UnicodeEncodeError).
+        """
+        data = b":".join(
+            p.encode("utf-8", "surrogateescape") if isinstance(p, str) else p for p in parts
+        )
         return hashlib.new(self.hash_name, data).hexdigest()
 
     @property

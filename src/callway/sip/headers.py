@@ -44,6 +44,7 @@ _CANONICAL_SPECIAL = {
     "mime-version": "MIME-Version",
     "rack": "RAck",
     "rseq": "RSeq",
+    "min-se": "Min-SE",
     "sip-etag": "SIP-ETag",
     "sip-if-match": "SIP-If-Match",
     "p-asserted-identity": "P-Asserted-Identity",
@@ -149,6 +150,8 @@ def _split_semicolons(text: str) -> list[str]:
 
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
+# ``;name=value;flag`` with token names and values free of LWS, quotes and ";".
+_SIMPLE_PARAMS_RE = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[^;\"\x00-\x20\x7f]+)?)+\Z")
 
 
 def parse_params(text: str) -> dict[str, str | None]:
@@ -158,8 +161,16 @@ def parse_params(text: str) -> dict[str, str | None]:
     (``name=``) and values with inner whitespace are rejected (RFC 4475 §3.1.2.1).
     Quoted values are kept with their quotes.
     """
+    params: dict[str, str | None]
+    if _SIMPLE_PARAMS_RE.match(text) is not None:
+        # The common shape (";tag=abc;rport"): tokens, unquoted values, no LWS.
+        params = {}
+        for item in text[1:].split(";"):
+            key, eq, value = item.partition("=")
+            params[key.lower()] = value if eq else None
+        return params
     text = text.strip()
-    params: dict[str, str | None] = {}
+    params = {}
     if not text:
         return params
     if text[0] == ";":
@@ -262,21 +273,30 @@ def parse_name_addr(value: str) -> NameAddr:
     Inside angle brackets no whitespace is allowed (LAQUOT/RAQUOT, §25.1,
     RFC 4475 §3.1.2.14); a display name is a quoted-string or tokens (§3.1.2.15).
     """
-    value = value.strip()
-    lt = _find_unquoted(value, "<")
-    if lt < 0:
-        return _parse_addr_spec(value)
+    if value[:1] == "<":
+        # The common shape "<uri>;params": no display name, nothing to strip in front.
+        lt = 0
+        display = None
+    else:
+        value = value.strip()
+        lt = _find_unquoted(value, "<")
+        if lt < 0:
+            return _parse_addr_spec(value)
+        display = _parse_display(value[:lt].strip())
     gt = value.find(">", lt)
     if gt < 0:
         raise ParseError(f"missing '>' in {value!r}")
-    display = _parse_display(value[:lt].strip())
     uri_text = value[lt + 1 : gt]
     if not uri_text or uri_text != uri_text.strip():
         raise ParseError(f"whitespace inside <> in {value!r}")
     uri = parse_uri(uri_text)
-    tail = value[gt + 1 :].strip()
-    if tail and not tail.startswith(";"):
-        raise ParseError(f"junk after '>' in {value!r}")
+    tail = value[gt + 1 :]
+    if not tail:
+        return NameAddr(uri, display, {})
+    if tail[0] != ";":
+        tail = tail.strip()
+        if tail and not tail.startswith(";"):
+            raise ParseError(f"junk after '>' in {value!r}")
     return NameAddr(uri, display, parse_params(tail) if tail else {})
 
 
@@ -363,10 +383,21 @@ _VIA_RE = re.compile(
     r"[ \t]*[Ss][Ii][Pp][ \t]*/[ \t]*2\.0[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+(.*)\Z", re.S
 )
 _COLON_LWS_RE = re.compile(r"[ \t]*:[ \t]*")
+# The common shape "SIP/2.0/UDP host:port;params" (hostname or IPv4, no LWS to fold).
+_FAST_VIA_RE = re.compile(
+    r"SIP/2\.0/([A-Za-z0-9\-.!%*_+`'~]+) ([A-Za-z0-9_\-.]+)(?::([0-9]{1,5}))?(;.*)?\Z", re.S
+)
 
 
 def parse_via(value: str) -> Via:
     """Parse one Via value (§20.42); transport upper-cased."""
+    fast = _FAST_VIA_RE.match(value)
+    if fast is not None:
+        transport, host, port_text, param_text = fast.groups()
+        port = None if port_text is None else int(port_text)
+        if port is None or 0 < port <= 65535:
+            params = parse_params(param_text) if param_text else {}
+            return Via(transport.upper(), host, port, params)
     match = _VIA_RE.match(value)
     if match is None:
         raise ParseError(f"bad Via {value!r}")

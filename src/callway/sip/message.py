@@ -30,6 +30,7 @@ from callway.sip.headers import (
     parse_via,
     split_list,
 )
+from callway.sip.headers import _key_cache as _header_keys
 from callway.sip.status import reason_phrase
 from callway.sip.uri import URI, SipURI, ascii_digits, parse_uri
 
@@ -54,7 +55,7 @@ class Message:
 
     def get(self, name: str) -> str | None:
         """The first header line's value of ``name`` (any case, compact or long)."""
-        key = header_key(name)
+        key = _header_keys.get(name) or header_key(name)
         for k, v in self.headers:
             if k == key:
                 return v
@@ -62,9 +63,11 @@ class Message:
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``; list headers are split on commas (§7.3.1)."""
-        key = header_key(name)
+        key = _header_keys.get(name) or header_key(name)
         values = [v for k, v in self.headers if k == key]
-        if key in LIST_HEADERS:
+        if key in LIST_HEADERS and values:
+            if len(values) == 1:
+                return split_list(values[0])
             return [item for v in values for item in split_list(v)]
         return values
 
@@ -85,6 +88,8 @@ class Message:
                 cache.clear()
             else:
                 cache.pop(_CACHE_SLOT.get(key, key), None)
+                if key == "via":
+                    cache.pop("via", None)  # the topmost Via, parsed alone
 
     def set(self, name: str, value: object) -> None:
         """Replace every line of ``name`` by one line (kept at the first one's place)."""
@@ -142,17 +147,24 @@ class Message:
         for i, (k, v) in enumerate(self.headers):
             if k == key:
                 items = split_list(v)
+                raw = self._raw
                 if len(items) > 1:
                     self.headers[i] = [key, ", ".join(items[1:])]
+                    raw = None
                 else:
                     del self.headers[i]
                 self._changed(key)
+                if raw is not None:  # a whole line went: cut it from the wire bytes too
+                    self._raw = _cut_raw_line(raw, key)
                 return items[0] if items else None
         return None
 
     # -- structured values (cached) ------------------------------------------------
 
     def _required(self, name: str) -> str:
+        for k, value in self.headers:
+            if k == name:
+                return value
         value = self.get(name)
         if value is None:
             raise ParseError(f"missing {canonical_name(header_key(name))} header")
@@ -197,11 +209,22 @@ class Message:
 
     @property
     def via(self) -> Via:
-        """The topmost Via."""
-        vias = self.vias
-        if not vias:
-            raise ParseError("missing Via header")
-        return vias[0]
+        """The topmost Via (parsed alone: a proxy rarely needs the others)."""
+        cache = self._cache
+        vias = cache.get("vias")
+        if vias is not None:
+            if not vias:
+                raise ParseError("missing Via header")
+            first: Via = vias[0]
+            return first
+        top: Via | None = cache.get("via")
+        if top is None:
+            value = self.get("via")
+            if value is None:
+                raise ParseError("missing Via header")
+            text = split_list(value)[0] if "," in value else value
+            top = cache["via"] = parse_via(text)
+        return top
 
     @property
     def contacts(self) -> list[NameAddr]:
@@ -404,6 +427,18 @@ def _raw_line_offset(raw: bytes, key: str) -> int:
             return pos
         pos = stop + 2
     return first
+
+
+def _cut_raw_line(raw: bytes, key: str) -> bytes | None:
+    """``raw`` without the first header line named ``key`` (folded lines included)."""
+    cut = _raw_line_offset(raw, key)
+    stop = raw.find(b"\r\n", cut)
+    while raw[stop + 2 : stop + 3] in (b" ", b"\t"):
+        stop = raw.find(b"\r\n", stop + 2)
+    name = raw[cut:stop].partition(b":")[0].decode("latin-1")
+    if stop < 0 or header_key(name) != key:
+        return None  # not found after all: serialise from the header list
+    return raw[:cut] + raw[stop + 2 :]
 
 
 def _content_length(headers: list[list[str]]) -> str | None:

@@ -6,6 +6,12 @@ address and clients drop that).  For a wildcard bind we ask the kernel for
 the destination address of each datagram (``IP_PKTINFO``) and set it as the
 source of the reply; a socket bound to one address needs nothing.
 ``IP_FREEBIND`` lets a node bind a virtual IP it does not hold yet.
+
+``reuse_port`` binds with ``SO_REUSEPORT`` so that several processes share
+one port (the balancer's ``--workers``).  :attr:`UdpEndpoint.lag` is how long
+the oldest datagram of the last batch waited in the kernel's queue (from the
+kernel's receive timestamp, ``SO_TIMESTAMPNS``): the input side of the event
+loop's lag, which a server uses to shed load before it falls behind for good.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import errno
 import logging
 import socket
 import struct
+import time
 from collections.abc import Callable
 
 from callway.core.address import Address
@@ -25,6 +32,9 @@ log = logging.getLogger("callway.transport.udp")
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 _IP_FREEBIND = 15
 _PKTINFO = struct.Struct("=I4s4s")  # ifindex, spec_dst, addr (struct in_pktinfo)
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("=qq")
+_ANCILLARY = 128
 _BATCH = 64
 _MAX_DATAGRAM = 65535
 
@@ -34,13 +44,23 @@ Receiver = Callable[[bytes, Address], None]
 class UdpEndpoint:
     """One bound UDP socket feeding datagrams to ``receiver``."""
 
-    def __init__(self, host: str, port: int, receiver: Receiver, *, transport: str = "udp") -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        receiver: Receiver,
+        *,
+        transport: str = "udp",
+        reuse_port: bool = False,
+    ) -> None:
         self.host = host
         self.receiver = receiver
         self.transport = transport
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET:
             with contextlib.suppress(OSError):  # not Linux
                 self.sock.setsockopt(socket.IPPROTO_IP, _IP_FREEBIND, 1)
@@ -51,6 +71,10 @@ class UdpEndpoint:
         self.wildcard = host in ("0.0.0.0", "::")
         if self.wildcard and family == socket.AF_INET:
             self.sock.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
+        with contextlib.suppress(OSError):
+            self.sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        #: Seconds the oldest datagram of the last batch spent in the kernel's queue.
+        self.lag = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -71,9 +95,9 @@ class UdpEndpoint:
         self.sock.close()
 
     def _on_readable(self) -> None:
-        for _ in range(_BATCH):
+        for count in range(_BATCH):
             try:
-                if self.wildcard:
+                if self.wildcard or count == 0:
                     data, source = self._recv_pktinfo()
                 else:
                     data, peer = self.sock.recvfrom(_MAX_DATAGRAM)
@@ -89,12 +113,16 @@ class UdpEndpoint:
                 log.exception("error handling a datagram from %s", source)
 
     def _recv_pktinfo(self) -> tuple[bytes, Address]:
-        data, ancdata, _flags, peer = self.sock.recvmsg(_MAX_DATAGRAM, 64)
+        """One datagram with its ancillary data: destination address, kernel timestamp."""
+        data, ancdata, _flags, peer = self.sock.recvmsg(_MAX_DATAGRAM, _ANCILLARY)
         local_host = self.host
         for level, kind, payload in ancdata:
             if level == socket.IPPROTO_IP and kind == _IP_PKTINFO:
                 _ifindex, spec_dst, _addr = _PKTINFO.unpack_from(payload)
                 local_host = socket.inet_ntoa(spec_dst)
+            elif level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
+                seconds, nanos = _TIMESPEC.unpack_from(payload)
+                self.lag = max(0.0, time.time() - seconds - nanos * 1e-9)
         return data, Address(self.transport, peer[0], peer[1], (local_host, self.port))
 
     def send(self, data: bytes, dest: Address) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -42,6 +42,13 @@ class FakeBackend:
     reloads: int = 0
     state_changes: list[tuple[str, str, int | None]] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
+    held: list[HeldCallback] = field(default_factory=list)
+    room_list: list[Room] = field(default_factory=list)
+    actions: list[tuple[str, ...]] = field(default_factory=list)
+    endpoints: tuple[str, ...] = ("8005", "8006")
+    online: tuple[str, ...] = ("8005",)
+    streams: list[FakeStream] = field(default_factory=list)
+    has_events: bool = True
 
     def node_info(self) -> NodeInfo:
         return NodeInfo(self.role, "0.test", time.time() - 10, dict(self.counters))
@@ -73,10 +80,67 @@ class FakeBackend:
         return len(matches) or 1
 
     def held_callbacks(self) -> list[HeldCallback]:
-        return []
+        return list(self.held)
 
     def rooms(self) -> list[Room]:
-        return []
+        return list(self.room_list)
+
+    def _held(self, uid: str) -> None:
+        if uid not in {h.id for h in self.held}:
+            raise KeyError(uid)
+
+    def release_callback(self, uid: str) -> None:
+        self._held(uid)
+        self.actions.append(("release", uid))
+
+    def drop_callback(self, uid: str) -> None:
+        self._held(uid)
+        self.actions.append(("drop", uid))
+
+    def originate(self, source: str, target: str) -> str:
+        for name in (source, target):
+            if name not in self.endpoints:
+                raise KeyError(name)
+        if source not in self.online:
+            raise ValueError(f"{source} has no registered contact")
+        self.actions.append(("originate", source, target))
+        return "0000000a"
+
+    def _member(self, room: str, member: str) -> None:
+        if not any(r.name == room and member in r.members for r in self.room_list):
+            raise KeyError(member)
+
+    def set_member_muted(self, room: str, member: str, muted: bool) -> None:
+        self._member(room, member)
+        self.actions.append(("mute" if muted else "unmute", room, member))
+
+    def kick_member(self, room: str, member: str) -> None:
+        self._member(room, member)
+        self.actions.append(("kick", room, member))
+
+    def events(self) -> FakeStream | None:
+        if not self.has_events:
+            return None
+        stream = FakeStream()
+        self.streams.append(stream)
+        return stream
+
+
+class FakeStream:
+    """Call events a test feeds with :meth:`put`."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.closed = False
+
+    def put(self, event: dict[str, Any]) -> None:
+        self.queue.put_nowait(event)
+
+    async def next(self) -> dict[str, Any]:
+        return await self.queue.get()
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def registration(aor: str = "8005") -> Registration:

@@ -38,6 +38,8 @@ class Bridge:
         self._tasks: set[asyncio.Task[None]] = set()
         a.listener = self
         b.listener = self
+        a.on_ack_sdp = self._on_ack_sdp
+        b.on_ack_sdp = self._on_ack_sdp
 
     async def run(self) -> Leg | None:
         """Wait until one side hangs up (or the media times out); hang up the other."""
@@ -76,7 +78,26 @@ class Bridge:
             info = other.new_request("INFO", request.body, request.get("content-type"))
             self._spawn(other.send(info))
 
+    def _on_ack_sdp(self, leg: Leg, body: bytes) -> None:
+        """The answer to the offer in our 2xx of an offerless re-INVITE came in the ACK.
+
+        It only moves this side's relay target (RFC 3264 §8.3.1); the other
+        side keeps its session, so nothing is forwarded.
+        """
+        name = self._name(leg)
+        try:
+            self.media.take_answer(name, parse_sdp(body))
+        except SdpError:
+            log.warning("unusable SDP answer in the ACK from leg %s", name)
+            return
+        self.media.relay.leg(name).relatch()
+        self.media.bridge()
+
     def on_reoffer(self, leg: Leg, key: ServerTransactionKey, request: Request) -> None:
+        if request.method == "UPDATE" and not request.body:
+            # a session refresh (RFC 4028 §7.4) or a target refresh: nothing to relay
+            self._reply(leg, key, request, 200, b"")
+            return
         if self.busy:
             response = make_response(request, 491)
             leg.mgr.port.send_response(key, response)
@@ -112,12 +133,7 @@ class Bridge:
         )
         response = await other.send(reoffer)
         if response is not None and response.status // 100 == 2 and request.method == "INVITE":
-            assert other.dialog is not None
-            ack = other.dialog.create_request(
-                "ACK", via_host=other.via_host, via_transport=other.transport,
-                cseq=reoffer.cseq.seq,
-            )  # fmt: skip
-            other.mgr.port.send_stateless(ack, other.peer)
+            other.ack_2xx(reoffer)
         if response is None or response.status >= 300:
             status = response.status if response is not None else 408
             leg.mgr.port.send_response(key, make_response(request, status))
@@ -139,8 +155,11 @@ class Bridge:
     ) -> None:
         response = make_response(request, status)
         response.add("Contact", leg.contact)
-        response.add("Content-Type", "application/sdp")
-        response.body = body
+        for name, value in leg.timer_headers():
+            response.add(name, value)
+        if body:
+            response.add("Content-Type", "application/sdp")
+            response.body = body
         if request.method == "INVITE":
             leg.answer_2xx(key, response)
         else:

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING
 
 from callway.app.b2bua.confbridge import run_confbridge
 from callway.app.b2bua.dial import Dialer
-from callway.app.b2bua.legs import InboundLeg
+from callway.app.b2bua.events import publish
+from callway.app.b2bua.legs import InboundLeg, Leg
 from callway.app.b2bua.media import CallMedia
+from callway.app.b2bua.timers import Negotiated, negotiate
 from callway.media.conference import ConferenceRoom
 from callway.pbx.dialplan.actions import (
     Action,
@@ -40,7 +42,7 @@ from callway.pbx.dialplan.interpreter import DialplanRunner
 from callway.pbx.model import Endpoint
 from callway.sdp.errors import SdpError
 from callway.sdp.model import SessionDescription
-from callway.sdp.parse import parse_sdp
+from callway.sdp.parse import format_sdp, parse_sdp
 
 if TYPE_CHECKING:
     from callway.app.b2bua.service import CallService
@@ -75,6 +77,8 @@ class Channel:
         self.dialstatus = ""
         self.room: ConferenceRoom | None = None
         self.callback_state = ""
+        self.early_body: bytes | None = None  # our SDP answer sent in a 183 (early media)
+        self.timers = Negotiated()
         leg.listener = None
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -82,13 +86,21 @@ class Channel:
     async def run(self) -> None:
         """Run the call to its end, whatever happens."""
         try:
-            if self._check_offer():
+            if self._check_timers() and self._check_offer():
                 await self._run_dialplan()
         except Exception:
             log.exception("%s: channel failed", self.name)
             self._hangup(500)
         finally:
             await self._cleanup()
+
+    def _check_timers(self) -> bool:
+        """RFC 4028 §8.1/§9: 422 when Session-Expires is below our Min-SE, 421 if required."""
+        self.timers = negotiate(self.endpoint, self.leg.invite)
+        if self.timers.status:
+            self.leg.respond(self.timers.status, extra=self.timers.reject_headers())
+            return False
+        return True
 
     def _check_offer(self) -> bool:
         """Parse the caller's SDP; 488 if it offers nothing the endpoint allows."""
@@ -120,7 +132,7 @@ class Channel:
                 runner.caller_hangup()
                 return
             action = runner.next_action()
-            log.info("%s: %s", self.name, action)
+            log.debug("%s: %s", self.name, action)
             if isinstance(action, Hangup | Done):
                 self._hangup(None, action.cause)
                 return
@@ -176,25 +188,38 @@ class Channel:
     def _early_sdp(self) -> bytes:
         assert self.media is not None
         side = self.media.sides["a"]
-        from callway.sdp.parse import format_sdp
-
         return format_sdp(side.last_local) if side.last_local is not None else b""
+
+    def _take_ack_answer(self, _leg: Leg, body: bytes) -> None:
+        """The caller's ACK answers the offer of our 200 (delayed offer, RFC 3261 §13.2.1)."""
+        assert self.media is not None
+        try:
+            self.media.take_answer("a", parse_sdp(body))
+        except SdpError as exc:
+            log.warning("%s: unusable SDP in the ACK: %s", self.name, exc)
 
     def answer(self, prefer: str | None = None) -> bool:
         """Answer the caller (200 OK with our SDP); False if the codecs do not match."""
         if self.leg.answered:
             return True
         assert self.media is not None
-        if self.offer is not None:
+        body: bytes | None
+        if self.early_body is not None:
+            body = self.early_body  # the answer already given in the 183 (RFC 3264 §4)
+        elif self.offer is not None:
             body = self.media.answer("a", self.offer, prefer)
             if body is None:
                 self.leg.respond(488)
                 return False
         else:
             body = self.media.offer("a")  # delayed offer: the answer comes in the ACK
-        self.leg.answer(body)
+            self.leg.on_ack_sdp = self._take_ack_answer
+        self.leg.answer(body, self.timers.answer_headers())
+        self.leg.refresh_body = self._early_sdp
+        self.leg.start_session_timer(self.timers)
         self.answered_at = time.time()
         self.disposition = "ANSWERED"
+        publish(self, "call_answered")
         return True
 
     def _hangup(self, status: int | None, cause: int | None = None) -> None:

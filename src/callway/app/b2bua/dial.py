@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ from callway.balancer.proxy import uri_address
 from callway.core.address import Address
 from callway.pbx.dialplan.actions import Dial, DialResult
 from callway.pbx.location import Binding
-from callway.pbx.model import Endpoint
+from callway.pbx.model import Aor, Endpoint
 from callway.sdp.errors import SdpError
 from callway.sdp.parse import parse_sdp
 from callway.sip.errors import ParseError
@@ -63,6 +64,24 @@ def path_destination(binding: Binding) -> Address:
     return binding.source
 
 
+def static_bindings(aor: Aor | None) -> list[Binding]:
+    """The ``contact=`` URIs of an AOR, dialled like registered contacts (res_pjsip aor)."""
+    if aor is None:
+        return []
+    found: list[Binding] = []
+    for text in aor.contact:
+        try:
+            uri = parse_uri(text)
+        except ParseError:
+            log.warning("aor %s: bad static contact %r", aor.name, text)
+            continue
+        if isinstance(uri, SipURI):
+            found.append(
+                Binding(aor.name, text, math.inf, "", 0, uri_address(uri), registered_at=0.0)
+            )
+    return found
+
+
 class Dialer:
     """One execution of Dial for a channel."""
 
@@ -76,7 +95,7 @@ class Dialer:
 
     def _contacts(self) -> list[tuple[Endpoint, Binding]]:
         service = self.channel.service
-        found = []
+        found: list[tuple[Endpoint, Binding]] = []
         for target in self.action.targets:
             if target.tech.upper() != "PJSIP":
                 log.warning("%s: unsupported technology %s", self.channel.name, target.tech)
@@ -85,8 +104,10 @@ class Dialer:
             if endpoint is None:
                 log.info("%s: no endpoint %s", self.channel.name, target.endpoint)
                 continue
+            now = time.time()
             for aor in endpoint.aors:
-                for binding in service.location.lookup(aor, time.time()):
+                found.extend((endpoint, b) for b in static_bindings(service.config.aors.get(aor)))
+                for binding in service.location.lookup(aor, now):
                     found.append((endpoint, binding))
         return found
 
@@ -135,7 +156,9 @@ class Dialer:
         first_endpoint, first_binding = contacts[0]
         dest = first_binding.source
         host = dest.local[0] if dest.local else channel.leg.local[0]
-        media.add_side_b(first_endpoint.allow or media.sides["a"].codecs, host)
+        media.add_side_b(
+            first_endpoint.allow or media.sides["a"].codecs, host, first_endpoint.media_encryption
+        )
         offer = media.offer("b")
         caller = channel.endpoint.name
         name = channel.leg.invite.from_.display or caller
@@ -150,7 +173,7 @@ class Dialer:
                 body=offer,
                 extra=tuple(("Route", hop) for hop in binding.path),
             )
-            log.info("%s: ringing %s at %s", channel.name, endpoint.name, binding.source)
+            log.debug("%s: ringing %s at %s", channel.name, endpoint.name, binding.source)
             leg.start()
             self.legs.append(leg)
 
@@ -177,8 +200,7 @@ class Dialer:
                         continue
                     response = task.result()
                     if response is not None and response.status < 200:
-                        if response.status in (180, 183) and not channel.leg.final_sent:
-                            channel.leg.respond(180)
+                        self._provisional(response)
                         pending[leg] = asyncio.ensure_future(leg.responses.get())
                         continue
                     del pending[leg]
@@ -193,6 +215,43 @@ class Dialer:
             for task in pending.values():
                 task.cancel()
 
+    def _provisional(self, response: Response) -> None:
+        """Relay ringing; a 183 with SDP opens early media through the relay.
+
+        The callee's SDP is taken as the answer on leg b and the caller's
+        offer is answered on leg a (RFC 3261 §13.2.1, RFC 3960 §2's
+        gateway model), so early audio flows through the anchored relay;
+        the 200 that follows repeats that answer to the caller.
+        """
+        channel = self.channel
+        if response.status not in (180, 183) or channel.leg.final_sent:
+            return
+        if response.body and channel.offer is not None and channel.early_body is None:
+            body = self._early_media(response.body)
+            if body is not None:
+                channel.leg.respond(183, body=body)
+                return
+        if channel.early_body is None:
+            channel.leg.respond(180)
+
+    def _early_media(self, sdp: bytes) -> bytes | None:
+        """Our early answer to the caller from a callee's early SDP (None: unusable)."""
+        channel = self.channel
+        media = channel.media
+        assert media is not None and channel.offer is not None
+        try:
+            media.take_answer("b", parse_sdp(sdp))
+        except SdpError as exc:
+            log.info("%s: ignoring unusable early SDP: %s", channel.name, exc)
+            return None
+        body = media.answer("a", channel.offer, prefer=media.codec("b"))
+        if body is None:
+            return None
+        media.bridge()
+        channel.early_body = body
+        log.info("%s: early media from the callee", channel.name)
+        return body
+
     async def _bridge(self, winner: OutboundLeg, response: Response) -> DialResult:
         channel = self.channel
         media = channel.media
@@ -201,7 +260,8 @@ class Dialer:
             if leg is not winner:
                 leg.cancel()
         try:
-            media.take_answer("b", parse_sdp(response.body))
+            if response.body or channel.early_body is None:
+                media.take_answer("b", parse_sdp(response.body))
         except SdpError as exc:
             log.warning("%s: callee answered without usable SDP: %s", channel.name, exc)
             await winner.bye()

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from callway.app.b2bua.manager import CallManager
+from callway.app.b2bua.timers import Negotiated, SessionTimer, TimerAction
 from callway.core.address import Address
 from callway.sip.dialog import Dialog, new_call_id, new_tag
 from callway.sip.errors import ParseError
@@ -27,6 +29,7 @@ log = logging.getLogger("callway.b2bua")
 T1 = 0.5
 T2 = 4.0
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
+SUPPORTED = "timer"
 
 
 class LegListener(Protocol):
@@ -53,6 +56,14 @@ class Leg:
         self.listener: LegListener | None = None
         self.ended = asyncio.Event()
         self._retransmit: asyncio.Task[None] | None = None
+        # an ACK carrying the SDP answer to the offer in our 2xx (RFC 3264 §4, §3261 §13.2.1)
+        self.on_ack_sdp: Callable[[Leg, bytes], None] | None = None
+        # RFC 4028: the running session timer and the SDP a re-INVITE refresh carries
+        self.session_timer: SessionTimer | None = None
+        self.refresher = ""
+        self.refresh_body: Callable[[], bytes] | None = None
+        self.peer_allows_update = False
+        self._timer_task: asyncio.Task[None] | None = None
 
     @property
     def transport(self) -> str:
@@ -105,6 +116,9 @@ class Leg:
         """The leg is over: stop timers, forget the dialog."""
         self.ended.set()
         self._stop_retransmit()
+        task, self._timer_task = self._timer_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
         if self.dialog is not None:
             self.mgr.remove_dialog(self.dialog.call_id, self.dialog.local_tag)
 
@@ -124,6 +138,7 @@ class Leg:
                 self.listener.on_bye(self)
         elif method in ("INVITE", "UPDATE"):
             self.dialog.refresh_target(request)
+            self._peer_refreshed(request)
             if self.listener is None:
                 self.mgr.port.send_response(key, make_response(request, 488))
             else:
@@ -136,6 +151,88 @@ class Leg:
             response = make_response(request, 405)
             response.add("Allow", ALLOW)
             self.mgr.port.send_response(key, response)
+
+    # -- RFC 4028 session timers ----------------------------------------------------------
+
+    def start_session_timer(self, negotiated: Negotiated) -> None:
+        """Run the negotiated session timer: refresh (we are UAS) or watch for refreshes."""
+        if not negotiated.active or self.ended.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        self.refresher = negotiated.refresher
+        self.session_timer = SessionTimer(
+            negotiated.interval, we_refresh=negotiated.refresher == "uas", now=loop.time()
+        )
+        self._timer_task = loop.create_task(self._run_session_timer())
+
+    def timer_headers(self) -> tuple[tuple[str, str], ...]:
+        """Session-Expires (and Require: timer) for a 2xx to a refresh request (§9)."""
+        timer = self.session_timer
+        if timer is None:
+            return ()
+        headers = [("Session-Expires", f"{int(timer.interval)};refresher={self.refresher}")]
+        if self.refresher == "uac":
+            headers.append(("Require", "timer"))
+        return tuple(headers)
+
+    def _peer_refreshed(self, request: Request) -> None:
+        """A re-INVITE or UPDATE from the peer refreshes the session (§10)."""
+        timer = self.session_timer
+        if timer is None:
+            return
+        value = request.get("Session-Expires")
+        interval = None
+        if value:
+            with contextlib.suppress(ValueError):
+                interval = max(float(value.split(";", 1)[0]), 90.0)
+        timer.refreshed(asyncio.get_running_loop().time(), interval)
+
+    async def _run_session_timer(self) -> None:
+        loop = asyncio.get_running_loop()
+        timer = self.session_timer
+        while timer is not None and not self.ended.is_set():
+            due = timer.get_timer()
+            if due is None:
+                return
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            action = timer.handle_timer(loop.time())
+            if action is TimerAction.REFRESH and not await self._send_refresh():
+                action = TimerAction.EXPIRE
+            if action is TimerAction.EXPIRE:
+                log.warning("session timer of %s expired: hanging up", self.peer)
+                self._timer_task = None
+                self.session_expired()
+                return
+
+    async def _send_refresh(self) -> bool:
+        """Refresh the session (§7.4): UPDATE if the peer allows it, else re-INVITE."""
+        assert self.session_timer is not None
+        interval = int(self.session_timer.interval)
+        if self.peer_allows_update or self.refresh_body is None:
+            request = self.new_request("UPDATE")
+        else:
+            request = self.new_request("INVITE", self.refresh_body(), "application/sdp")
+        request.add("Session-Expires", f"{interval};refresher=uas")
+        request.add("Supported", SUPPORTED)
+        response = await self.send(request)
+        if response is not None and response.status // 100 == 2 and request.method == "INVITE":
+            self.ack_2xx(request)
+        return response is not None and response.status not in (408, 481)  # §10: else gone
+
+    def session_expired(self) -> None:
+        """No refresh came in time (or ours failed): BYE, and the bridge ends the call."""
+        if self.listener is not None:
+            self.listener.on_bye(self)
+        elif not self.ended.is_set():
+            asyncio.get_running_loop().create_task(self.bye())
+
+    def ack_2xx(self, request: Request) -> None:
+        """ACK the 2xx of an in-dialog re-INVITE we sent (§13.2.2.4)."""
+        assert self.dialog is not None
+        ack = self.dialog.create_request(
+            "ACK", via_host=self.via_host, via_transport=self.transport, cseq=request.cseq.seq
+        )
+        self.mgr.port.send_stateless(ack, self.peer)
 
     def answer_2xx(self, key: ServerTransactionKey, response: Response) -> None:
         """Send a 2xx to an INVITE and retransmit it until the ACK (§13.3.1.4)."""
@@ -163,8 +260,10 @@ class Leg:
             task.cancel()
 
     def handle_ack(self, request: Request) -> None:
-        """The ACK for our 2xx arrived."""
+        """The ACK for our 2xx arrived; it may carry the answer to our offer."""
         self._stop_retransmit()
+        if request.body and self.on_ack_sdp is not None:
+            self.on_ack_sdp(self, request.body)
 
     def handle_stray_2xx(self, response: Response) -> None:
         """A retransmitted 2xx of our INVITE (only outbound legs resend the ACK)."""
@@ -185,6 +284,8 @@ class InboundLeg(Leg):
         self.answered = False
         self.cancelled = asyncio.Event()
         self.ack_body = b""
+        allowed = (m.strip().upper() for v in invite.get_all("Allow") for m in v.split(","))
+        self.peer_allows_update = "UPDATE" in allowed
         mgr.invites[key] = self
         mgr.add_dialog(invite.call_id, self.local_tag, self)
 
@@ -210,14 +311,17 @@ class InboundLeg(Leg):
         if status >= 300:
             self.finish()
 
-    def answer(self, body: bytes) -> None:
+    def answer(self, body: bytes, extra: tuple[tuple[str, str], ...] = ()) -> None:
         """200 OK with our SDP; retransmitted until the ACK."""
         if self.final_sent:
             return
         response = make_response(self.invite, 200, to_tag=self.local_tag)
         response.add("Contact", self.contact)
         response.add("Allow", ALLOW)
+        response.add("Supported", SUPPORTED)
         response.add("Server", self.mgr.user_agent)
+        for name, value in extra:
+            response.add(name, value)
         if body:
             response.add("Content-Type", "application/sdp")
             response.body = body
@@ -229,9 +333,9 @@ class InboundLeg(Leg):
         self.answer_2xx(self.key, response)
 
     def handle_ack(self, request: Request) -> None:
-        super().handle_ack(request)
         if request.body:
             self.ack_body = request.body
+        super().handle_ack(request)
 
     def handle_cancel(self) -> None:
         """CANCEL before the final response: 487 (§9.2)."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from callway.app.b2bua.callback import CallbackService
 from callway.app.b2bua.channel import Channel
+from callway.app.b2bua.events import EventBus, publish
 from callway.app.b2bua.legs import InboundLeg
 from callway.app.b2bua.manager import CallManager
 from callway.app.b2bua.media import CallMedia
@@ -94,6 +95,7 @@ class CallService:
         self.channels: dict[str, Channel] = {}
         self.rooms = RoomRegistry(pool)
         self.callback: CallbackService | None = None
+        self.events = EventBus()  # call events for the admin API's /api/v1/events
         self.records: list[CallRecord] = []
         self.on_record: list[Callable[[CallRecord], None]] = []
         self._ids = itertools.count(1)
@@ -125,6 +127,7 @@ class CallService:
         uid = f"{next(self._ids):08x}"
         channel = Channel(self, leg, endpoint, uri.user or "s", uid)
         self.channels[uid] = channel
+        publish(channel, "call_started")
         log.info("new call %s from %s to %s", channel.name, endpoint.name, uri.user)
         task = asyncio.get_running_loop().create_task(channel.run())
         self._tasks.add(task)
@@ -135,6 +138,8 @@ class CallService:
         endpoint = channel.endpoint
 
         def on_timeout(_session: object, leg_name: str) -> None:
+            if not channel.leg.answered or (leg_name == "b" and channel.leg.listener is None):
+                return  # rtp_timeout counts from the answer; leg b only once bridged
             log.warning("%s: no RTP on leg %s for %ss: hanging up", channel.name, leg_name,
                         endpoint.rtp_timeout)  # fmt: skip
             listener = channel.leg.listener
@@ -150,6 +155,7 @@ class CallService:
                 self.pool,
                 a_codecs=endpoint.allow,
                 a_host=channel.leg.local[0],
+                a_encryption=endpoint.media_encryption,
                 rtp_timeout=float(endpoint.rtp_timeout),
                 on_timeout=on_timeout,
             )
@@ -164,7 +170,7 @@ class CallService:
         media = channel.media
         assert media is not None
         leg = media.relay.leg("a")
-        player = RtpPlayer(leg.pair.rtp.sendto, lambda: leg.remote_rtp, media.codec("a") or "ulaw")
+        player = RtpPlayer(leg.send_rtp, lambda: leg.remote_rtp, media.codec("a") or "ulaw")
         stop = channel.leg.ended
         if isinstance(action, MusicOnHold):
             return await self._music(player, action, stop)
@@ -212,3 +218,4 @@ class CallService:
             except Exception:
                 log.exception("CDR writer failed for %s", channel.name)
         log.info("call %s ended: %s", channel.name, record.disposition)
+        publish(channel, "call_ended", disposition=record.disposition, billsec=record.billsec)

@@ -47,6 +47,8 @@ class TransactionError(SipError):
 class State(enum.Enum):
     """Transaction states (RFC 3261 §17.1.1-§17.2.2; ACCEPTED from RFC 6026)."""
 
+    __hash__ = object.__hash__  # members are singletons: hash by identity (hot tables)
+
     INIT = "Init"  # before the first input; the figures' entry arrow
     CALLING = "Calling"
     TRYING = "Trying"
@@ -59,6 +61,8 @@ class State(enum.Enum):
 
 class Input(enum.Enum):
     """What can happen to a transaction: TU (SEND_*), network (RECV_*), timers."""
+
+    __hash__ = object.__hash__  # members are singletons: hash by identity (hot tables)
 
     SEND_REQUEST = "request from TU"
     SEND_1XX = "1xx from TU"
@@ -90,6 +94,8 @@ TIMER_INPUTS: Mapping[Timer, Input] = {timer: Input[f"TIMER_{timer.name}"] for t
 
 class Action(enum.Enum):
     """The effects a transition performs, in table order."""
+
+    __hash__ = object.__hash__  # members are singletons: hash by identity (hot tables)
 
     SEND_REQUEST = "send (or resend) the request"
     SEND_ACK = "send the ACK for a non-2xx final (§17.1.1.3)"
@@ -305,21 +311,33 @@ class Transaction:
         source: Address | None = None,
     ) -> None:
         """Feed one input; ``message``/``source`` are what came with it."""
-        if (self.state, stimulus) not in self.TABLE and stimulus in TU_INPUTS:
-            raise TransactionError(
-                f"{stimulus.value} not allowed in {self.state.value} ({type(self).__name__})"
-            )
-        pending: deque[Input] = deque([stimulus])
-        while pending:
-            row = self.TABLE.get((self.state, pending.popleft()))
-            if row is None:
-                continue
+        table = self.TABLE
+        row = table.get((self.state, stimulus))
+        if row is None:
+            if stimulus in TU_INPUTS:
+                raise TransactionError(
+                    f"{stimulus.value} not allowed in {self.state.value} ({type(self).__name__})"
+                )
+            if self.state in RESTING_STATES:  # absorbed: nothing changes
+                self._rest()
+            return
+        # Zero-interval timers (reliable transports) fire at once, in order.
+        pending: list[Input] | None = None
+        while True:
             self._enter(row.state)
             for action in row.actions:
                 zero_timer = self._act(action, now, message, source)
                 if zero_timer is not None:
+                    if pending is None:
+                        pending = []
                     pending.append(zero_timer)
             message = source = None  # zero-interval timers carry no message
+            next_row = None
+            while pending and next_row is None:
+                next_row = table.get((self.state, pending.pop(0)))
+            if next_row is None:
+                break
+            row = next_row
         if self.state in RESTING_STATES:
             self._rest()
 

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 class Timer(enum.Enum):
     """The transaction timers, named as in RFC 3261 §17 and RFC 6026."""
 
+    __hash__ = object.__hash__  # members are singletons: hash by identity (hot tables)
+
     A = "A"
     B = "B"
     D = "D"
@@ -51,6 +53,8 @@ class Interval(enum.Enum):
     The retransmission rules (``T1``, ``DOUBLE``, ``DOUBLE_UP_TO_T2``, ``T2``)
     give no timer at all over reliable transports (§17.1.1.2, §17.1.2.2, §17.2.1).
     """
+
+    __hash__ = object.__hash__  # members are singletons: hash by identity (hot tables)
 
     T1 = "T1: first retransmission"
     DOUBLE = "twice the last interval (Timer A, §17.1.1.2)"

@@ -1,0 +1,1 @@
+"""Fuzz targets for callway's parsers (atheris entry points and their shared checks)."""

@@ -1,0 +1,271 @@
+"""SRTP and SRTCP for one relay leg (RFC 3711), on libsrtp through pylibsrtp.
+
+A leg that negotiated SDES keys (RFC 4568) has two libsrtp sessions: the
+inbound one holds the phone's master key (what it announced in its
+``a=crypto``) and unprotects what the phone sends; the outbound one holds
+callway's key and protects what the relay sends to the phone.  Each session
+covers RTP and RTCP (SRTCP is mandatory, RFC 3711 §3.4) for any SSRC
+(``ssrc_any_inbound`` / ``ssrc_any_outbound``), so a phone that changes its
+SSRC, or two sources relayed to one leg, need no new keys.
+
+The relay applies these per packet, so :class:`SrtpCipher` calls libsrtp
+through pylibsrtp's cffi binding with a buffer and length cell allocated once
+per cipher: per packet one copy in, one C call, one copy out (about half the
+cost of ``pylibsrtp.Session.protect``, which allocates per call).  Packets
+that fail authentication or the replay check (RFC 3711 §3.3.2) are dropped
+and counted, never forwarded; so are packets that are not RTP version 2.
+
+RTCP multiplexed on the RTP port (RFC 5761 §4: second octet 192-223) goes
+through the SRTCP transform.  An outbound protect never fails for a repeated
+sequence number (``allow_repeat_tx``): the relay forwards what the other
+phone sent, duplicates included.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import pylibsrtp
+
+from callway.sdp.crypto import SUITES, CryptoAttribute
+
+__all__ = ["BlockedLeg", "LegCrypto", "LegSrtp", "SrtpCipher", "srtp_profile"]
+
+_PROFILES = {
+    "AES_CM_128_HMAC_SHA1_80": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+    "AES_CM_128_HMAC_SHA1_32": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
+}
+_BUFFER = 2048 + 16 + 148  # largest relayed datagram plus the SRTCP trailer
+
+try:  # the cffi binding behind pylibsrtp.Session: the fast path
+    _binding: Any = importlib.import_module("pylibsrtp._binding")
+except ImportError:  # pragma: no cover - a pylibsrtp without it: the public API
+    _binding = None
+
+Packet = bytes | bytearray
+
+
+def srtp_profile(suite: str) -> int:
+    """The libsrtp profile for an RFC 4568 crypto suite name."""
+    try:
+        return int(_PROFILES[suite])
+    except KeyError:
+        raise ValueError(f"unsupported SRTP suite {suite!r}") from None
+
+
+class SrtpCipher:
+    """One direction of one leg: a libsrtp session that protects or unprotects.
+
+    ``rtp(packet)`` and ``rtcp(packet)`` return the transformed packet, or
+    None (counted in ``failures``) when libsrtp refuses it.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_cdata",
+        "_len",
+        "_public_rtcp",
+        "_public_rtp",
+        "_rtcp",
+        "_rtp",
+        "_session",
+        "_srtp",
+        "failures",
+    )
+
+    def __init__(self, suite: str, key_salt: bytes, *, outbound: bool) -> None:
+        spec = SUITES.get(suite)
+        if spec is None or len(key_salt) != spec.key_salt_length:
+            raise ValueError("bad SRTP key or suite")
+        policy = pylibsrtp.Policy(
+            key=bytes(key_salt),
+            ssrc_type=(
+                pylibsrtp.Policy.SSRC_ANY_OUTBOUND
+                if outbound
+                else pylibsrtp.Policy.SSRC_ANY_INBOUND
+            ),
+            srtp_profile=srtp_profile(suite),
+        )
+        if outbound:
+            policy.allow_repeat_tx = True
+        self._session = pylibsrtp.Session(policy)
+        self.failures = 0
+        self._rtp: Callable[[Any, Any, Any], int] | None = None
+        self._rtcp: Callable[[Any, Any, Any], int] | None = None
+        if _binding is not None and hasattr(self._session, "_srtp"):
+            lib, ffi = _binding.lib, _binding.ffi
+            self._srtp = self._session._srtp[0]
+            self._cdata = ffi.new("unsigned char[]", _BUFFER)
+            self._buf = ffi.buffer(self._cdata)
+            self._len = ffi.new("int *")
+            if outbound:
+                self._rtp, self._rtcp = lib.srtp_protect, lib.srtp_protect_rtcp
+            else:
+                self._rtp, self._rtcp = lib.srtp_unprotect, lib.srtp_unprotect_rtcp
+        session = self._session
+        self._public_rtp, self._public_rtcp = (
+            (session.protect, session.protect_rtcp)
+            if outbound
+            else (session.unprotect, session.unprotect_rtcp)
+        )
+
+    def rtp(self, data: Packet) -> bytes | None:
+        """Transform one RTP packet (RFC 3711 §3.3); None if refused."""
+        func = self._rtp
+        if func is None:  # pragma: no cover
+            return self._public(self._public_rtp, data)
+        size = len(data)
+        if size > 2048:
+            self.failures += 1
+            return None
+        self._buf[0:size] = data
+        length = self._len
+        length[0] = size
+        if func(self._srtp, self._cdata, length):
+            self.failures += 1
+            return None
+        return self._buf[0 : length[0]]  # type: ignore[no-any-return]
+
+    def rtcp(self, data: Packet) -> bytes | None:
+        """Transform one RTCP packet (SRTCP, RFC 3711 §3.4); None if refused."""
+        func = self._rtcp
+        if func is None:  # pragma: no cover
+            return self._public(self._public_rtcp, data)
+        size = len(data)
+        if size > 2048:
+            self.failures += 1
+            return None
+        self._buf[0:size] = data
+        length = self._len
+        length[0] = size
+        if func(self._srtp, self._cdata, length):
+            self.failures += 1
+            return None
+        return self._buf[0 : length[0]]  # type: ignore[no-any-return]
+
+    def _public(self, func: Callable[[bytes], bytes], data: Packet) -> bytes | None:
+        try:
+            return func(bytes(data))
+        except (pylibsrtp.Error, ValueError):
+            self.failures += 1
+            return None
+
+
+class LegCrypto(Protocol):
+    """What the relay applies on a leg with media encryption (per packet, None = drop)."""
+
+    @property
+    def suite(self) -> str:
+        """The crypto suite in use (for stats)."""
+        ...
+
+    def unprotect(self, data: Packet) -> bytes | None:
+        """From the phone's RTP port to plain."""
+        ...
+
+    def unprotect_rtcp(self, data: Packet) -> bytes | None:
+        """From the phone's RTCP port to plain."""
+        ...
+
+    def protect(self, data: Packet) -> bytes | None:
+        """Plain to the phone's RTP port."""
+        ...
+
+    def protect_rtcp(self, data: Packet) -> bytes | None:
+        """Plain to the phone's RTCP port."""
+        ...
+
+
+class BlockedLeg:
+    """A leg that must have SRTP but has no keys yet: nothing in, nothing out.
+
+    An SRTP-mandatory phone never gets plain RTP (and its packets are never
+    taken as plain) while the offer/answer that brings the keys is pending.
+    """
+
+    __slots__ = ()
+
+    @property
+    def suite(self) -> str:
+        """No keys yet."""
+        return "pending"
+
+    def unprotect(self, data: Packet) -> bytes | None:
+        """Drop."""
+        return None
+
+    unprotect_rtcp = protect = protect_rtcp = unprotect
+
+
+class LegSrtp:
+    """SRTP state of one relay leg: unprotect what its phone sends, protect what it gets.
+
+    ``remote`` is the phone's ``a=crypto`` (its sending key), ``local`` ours
+    (RFC 4568 §6.1: each side's attribute carries the key it sends with).
+    The four methods are the relay's per-packet steps; each returns None for
+    a packet that must be dropped.
+    """
+
+    __slots__ = ("dropped_plain", "inbound", "local", "outbound", "remote")
+
+    def __init__(self, local: CryptoAttribute, remote: CryptoAttribute) -> None:
+        if local.suite != remote.suite:
+            raise ValueError("both directions of a leg use the negotiated suite")
+        self.local = local
+        self.remote = remote
+        self.inbound = SrtpCipher(remote.suite, remote.key_salt, outbound=False)
+        self.outbound = SrtpCipher(local.suite, local.key_salt, outbound=True)
+        self.dropped_plain = 0  # not RTP version 2 (STUN, keepalives, garbage)
+
+    @property
+    def suite(self) -> str:
+        """The negotiated crypto suite."""
+        return self.local.suite
+
+    @property
+    def auth_failures(self) -> int:
+        """Inbound packets refused by libsrtp (bad tag, replayed, too short)."""
+        return self.inbound.failures
+
+    def same_keys(self, local: CryptoAttribute, remote: CryptoAttribute) -> bool:
+        """Whether a renegotiation kept both keys (then the contexts, and ROC, stay)."""
+        return (
+            local.suite == self.local.suite
+            and local.key_salt == self.local.key_salt
+            and remote.key_salt == self.remote.key_salt
+        )
+
+    def unprotect(self, data: Packet) -> bytes | None:
+        """SRTP (or muxed SRTCP) from the phone -> plain, for the other leg."""
+        if len(data) < 12 or data[0] >> 6 != 2:
+            self.dropped_plain += 1
+            return None
+        if 192 <= data[1] <= 223:
+            return self.inbound.rtcp(data)
+        return self.inbound.rtp(data)
+
+    def unprotect_rtcp(self, data: Packet) -> bytes | None:
+        """SRTCP from the phone's RTCP port -> plain RTCP."""
+        if len(data) < 8 or data[0] >> 6 != 2:
+            self.dropped_plain += 1
+            return None
+        return self.inbound.rtcp(data)
+
+    def protect(self, data: Packet) -> bytes | None:
+        """Plain RTP (or muxed RTCP) for the phone -> SRTP."""
+        if len(data) < 12 or data[0] >> 6 != 2:
+            return None
+        if 192 <= data[1] <= 223:
+            return self.outbound.rtcp(data)
+        return self.outbound.rtp(data)
+
+    def protect_rtcp(self, data: Packet) -> bytes | None:
+        """Plain RTCP for the phone's RTCP port -> SRTCP."""
+        if len(data) < 8 or data[0] >> 6 != 2:
+            return None
+        return self.outbound.rtcp(data)
+
+    def __repr__(self) -> str:
+        return f"LegSrtp({self.suite})"
