@@ -13,7 +13,12 @@ Two measurements per room size N:
   had to skip frames (the loop was blocked) and the largest gap between two
   mixes, which must stay near 20 ms for "no late frame".
 
-    .venv/bin/python bench/bench_conference.py [--sizes 10 30] [--duration 5]
+A frame is *late* when the room had to skip it (the loop was blocked a whole
+period) or two mixes were more than 1.5 periods apart.  The verdict line gives
+participants per core measured on the largest room that had no late frame,
+against the target (200 participants per core).
+
+    .venv/bin/python bench/bench_conference.py [--sizes 50 200] [--duration 5] [--target 200]
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ FRAME = 160
 PERIOD = 0.02
 HEADER = struct.Struct("!BBHII")
 WARMUP = 0.5  # seconds of traffic before the CPU window opens
+LATE_GAP = 1.5 * PERIOD  # two mixes further apart than this: a late frame
+TARGET = 200  # participants per core
 
 
 def tone_frames(frequency: float, count: int) -> list[bytes]:
@@ -143,8 +150,9 @@ async def bench_room(size: int, duration: float) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 30])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--target", type=int, default=TARGET, help="participants per core")
     args = parser.parse_args()
     print("mixer only (sans-I/O, push N + mix per 20 ms frame)")
     for size in sorted({*args.sizes, 100, 200}):
@@ -156,9 +164,13 @@ def main() -> None:
         )
     print(f"room over UDP loopback ({args.duration:.0f} s, phones in another process)")
     per_frame: dict[int, float] = {}
+    on_time: dict[int, float] = {}  # room size -> participants/core, rooms with no late frame
     for size in args.sizes:
         r = asyncio.run(bench_room(size, args.duration))
         per_frame[size] = r["cpu_per_frame"]
+        late = r["late"] > 0 or r["max_gap"] > LATE_GAP
+        if not late:
+            on_time[size] = size / r["cpu_share"]
         print(
             f"  N={size:4d}: {r['cpu_per_frame'] * 1e3:7.3f} ms CPU/frame "
             f"({r['cpu_share']:6.1%} of a core) -> "
@@ -166,8 +178,9 @@ def main() -> None:
             f"frames {r['frames']:.0f}, skipped {r['late']:.0f}, "
             f"mix gap p99 {r['p99_gap'] * 1e3:.1f} ms max {r['max_gap'] * 1e3:.1f} ms; "
             f"phones sent {r['sent']:.0f}, room got {r['packets_in']:.0f}, "
-            f"phones got {r['received']:.0f}"
+            f"phones got {r['received']:.0f}; {'LATE FRAMES' if late else 'no late frame'}"
         )
+    _verdict(on_time, args.target)
     if len(per_frame) > 1:  # the loop's fixed cost per tick cancels out
         low, high = min(per_frame), max(per_frame)
         slope = (per_frame[high] - per_frame[low]) / (high - low)
@@ -176,6 +189,20 @@ def main() -> None:
                 f"  marginal cost N={low}..{high}: {slope * 1e6:.1f} us CPU per participant "
                 f"per frame -> {PERIOD / slope:.0f} participants/core"
             )
+
+
+def _verdict(on_time: dict[int, float], target: int) -> None:
+    """Participants per core from the largest room that mixed with no late frame."""
+    if not on_time:
+        print(f"verdict: every room had late frames (target {target} participants/core): FAIL")
+        return
+    size = max(on_time)
+    capacity = on_time[size]
+    status = "OK" if capacity >= target else "BELOW TARGET"
+    print(
+        f"verdict: N={size} mixed with no late frame -> {capacity:.0f} participants/core "
+        f"(target {target}): {status}"
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,9 @@ from callway.rtp.packet import (
     parse_rtp_header,
     parse_telephone_event,
 )
-from callway.sdp.errors import SdpError
 from callway.sdp.anchor import media_target, rewrite_connection
+from callway.sdp.crypto import CryptoAttribute, choose_crypto
+from callway.sdp.errors import SdpError
 from callway.sdp.negotiate import answer_offer, audio_format
 from callway.sdp.parse import format_sdp, parse_sdp
 from callway.sip.digest import (
@@ -118,17 +119,24 @@ def check_sdp(data: bytes) -> None:
             for pt in media.payload_types:
                 media.rtpmap(pt)
                 media.fmtp(pt)
+            for value in media.crypto:
+                with contextlib.suppress(SdpError):
+                    str(CryptoAttribute.parse(value))
+            choose_crypto(media.crypto)
         audio_format(desc)
         answer_offer(
             desc, allowed_codecs=("ulaw", "alaw"), local_address="192.0.2.1",
             local_port=40000, session_id=1,
         )  # fmt: skip
-        media_target(desc)
+        target = media_target(desc)
         rewrite_connection(desc, "192.0.2.2", 40002)
         again = parse_sdp(format_sdp(desc))
     except SdpError:
         return
     assert len(again.media) == len(desc.media)
+    # What the relay will sendto() must be a port a socket accepts.
+    for where in (target.rtp, target.rtcp) if target is not None else ():
+        assert where is None or 0 <= where[1] <= 65535, target
 
 
 # --------------------------------------------------------------------------
@@ -250,7 +258,8 @@ def _testdata() -> Path | None:
 
 def _sip_seeds() -> list[bytes]:
     seeds = [
-        b"REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5060;branch=z9hG4bK1;rport\r\n"
+        b"REGISTER sip:127.0.0.1 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.2:5060;branch=z9hG4bK1;rport\r\n"
         b"Max-Forwards: 70\r\nTo: <sip:8005@127.0.0.1>\r\nFrom: <sip:8005@127.0.0.1>;tag=1\r\n"
         b"Call-ID: a@b\r\nCSeq: 1 REGISTER\r\nContact: <sip:8005@127.0.0.2:5060>;expires=60\r\n"
         b"Content-Length: 0\r\n\r\n",
@@ -273,7 +282,8 @@ _SDP_OFFER = (
 _SDP_SAVP = (
     b"v=0\r\no=alice 1 2 IN IP6 2001:db8::1\r\ns=call\r\nt=0 0\r\n"
     b"m=audio 40000/2 RTP/SAVP 8\r\nc=IN IP6 2001:db8::1\r\na=rtcp-mux\r\n"
-    b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n"
+    b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 "
+    b"inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20|1:4\r\n"
     b"a=sendonly\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
 )
 
@@ -329,8 +339,7 @@ def _digest_seeds() -> list[bytes]:
     return [
         f'Digest username="8005", realm="asterisk", nonce="{_VALID_NONCE}", '
         f'uri="sip:127.0.0.1", response="{response}", algorithm=MD5, '
-        f'cnonce="0a4f113b", qop=auth, nc=00000001, opaque="5ccc069c403ebaf9f0171e9517f40e41"'
-        .encode(),
+        f'cnonce="0a4f113b", qop=auth, nc=00000001, opaque="5ccc069c"'.encode(),
         b'Digest realm="asterisk",nonce="abc",opaque="x",algorithm=SHA-256,qop="auth,auth-int"',
         b"Digest username=8005,realm=asterisk,nonce=n,uri=sip:a@b,response=r",
     ]

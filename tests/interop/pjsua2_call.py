@@ -7,6 +7,11 @@ Prints ``REGISTERED <code>``, then ``CALL <state>`` lines (``CONFIRMED`` once
 the call is answered), hangs up after ``--seconds`` and prints
 ``DISCONNECTED <code>``; exits 0.  A failure prints ``FAILED <reason>`` and
 exits 1.
+
+``--tls`` sends SIP over TLS (1.2, the server certificate not verified: a
+self-signed one), ``--srtp`` makes SRTP with SDES keys mandatory (RFC 4568);
+the negotiated media transport is printed as ``MEDIA <proto>`` (``SRTP``
+for RTP/SAVP).
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ class MediaCall(pj.Call):  # type: ignore[misc]
         for index, media in enumerate(info.media):
             if media.type != pj.PJMEDIA_TYPE_AUDIO or media.status != pj.PJSUA_CALL_MEDIA_ACTIVE:
                 continue
+            proto = self.getStreamInfo(index).proto
+            secure = proto in (pj.PJMEDIA_TP_PROTO_RTP_SAVP, pj.PJMEDIA_TP_PROTO_RTP_SAVPF)
+            print(f"MEDIA {'SRTP' if secure else 'RTP'} {proto}", flush=True)
             audio = self.getAudioMedia(index)
             if self.player is None:
                 self.player = pj.AudioMediaPlayer()
@@ -81,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rtp-port", type=int, default=0)
     parser.add_argument("--rtp-range", type=int, default=0)
     parser.add_argument("--log-level", type=int, default=3)
+    parser.add_argument("--tls", action="store_true", help="SIP over TLS")
+    parser.add_argument("--srtp", action="store_true", help="SRTP (SDES) mandatory")
     args = parser.parse_args(argv)
     host = args.registrar.split(":", 1)[1].split(";", 1)[0]
 
@@ -107,7 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         tcfg = pj.TransportConfig()
         tcfg.boundAddress = "127.0.0.1"
         tcfg.port = args.local_port
-        ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+        if args.tls:
+            tcfg.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
+            tcfg.tlsConfig.verifyServer = False
+            ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tcfg)
+        else:
+            ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
         ep.libStart()
 
         acfg = pj.AccountConfig()
@@ -121,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
         acfg.mediaConfig.transportConfig.port = args.rtp_port
         acfg.mediaConfig.transportConfig.portRange = args.rtp_range
+        if args.srtp:
+            acfg.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_MANDATORY
+            acfg.mediaConfig.srtpSecureSignaling = 1 if args.tls else 0
         acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", args.user, 0, args.password))
         acc = CallAccount()
         acc.create(acfg)

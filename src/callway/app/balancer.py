@@ -78,7 +78,7 @@ from callway.transport.udp import UdpEndpoint
 
 log = logging.getLogger("callway.balancer")
 TIMER_TICK = 0.1  # seconds between checks of the proxy's failover timers
-OVERLOAD_LAG = 0.25  # seconds in the kernel's queue: new INVITEs get 503 (T1 is 0.5 s)
+OVERLOAD_LAG = 0.4  # seconds in the kernel's queue: new INVITEs get 503 (before T1, 0.5 s)
 STATS_EVERY = 10  # ticks between a worker's counters sent to the primary
 READY_TIMEOUT = 10.0  # seconds the primary waits for its workers to bind
 

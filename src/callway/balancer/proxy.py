@@ -176,7 +176,7 @@ def via_address(via: Via) -> Address:
     """RFC 3261 §18.2.2 / RFC 3581 §4: received and rport win over sent-by."""
     host = via.params.get("received") or via.host
     rport = via.params.get("rport")
-    port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
+    port = int(rport) if rport and rport.isascii() and rport.isdigit() else (via.port or 5060)
     return Address(via.transport.lower(), host.strip("[]"), port)
 
 

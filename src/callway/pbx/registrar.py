@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from callway.core.address import Address
 from callway.pbx.auth import Authenticator, AuthOutcome
@@ -34,8 +34,7 @@ from callway.sip.uri import SipURI
 log = logging.getLogger("callway.pbx.registrar")
 
 
-@dataclass(frozen=True, slots=True)
-class _ContactRequest:
+class _ContactRequest(NamedTuple):
     uri: str
     expires: int
     params: dict[str, str | None]
@@ -116,14 +115,18 @@ class Registrar:
         aor: Aor,
         wanted: list[_ContactRequest],
     ) -> Response:
+        location = self.location
         call_id, cseq = request.call_id, request.cseq.seq
+        previous: dict[str, Binding | None] = {}
         for item in wanted:
-            old = self.location.get(aor.name, item.uri)
+            old = previous[item.uri] = location.get(aor.name, item.uri)
             if old is not None and old.call_id == call_id and cseq <= old.cseq:
                 return self._reply(request, 500, "Out Of Order CSeq")
         adding = [w for w in wanted if w.expires > 0]
         removing = {w.uri for w in wanted if w.expires == 0}
-        existing = [b for b in self.location.lookup(aor.name, now) if b.uri not in removing]
+        existing = location.lookup(aor.name, now)
+        if removing:
+            existing = [b for b in existing if b.uri not in removing]
         new_uris = {w.uri for w in adding}
         kept = [b for b in existing if b.uri not in new_uris]
         if aor.max_contacts <= 0 and adding:
@@ -141,8 +144,14 @@ class Registrar:
         # RFC 3327: callway honours Path whatever the AOR's support_path says (chan_pjsip
         # needs support_path=yes): behind callway balancer it is how a node reaches a phone.
         path = tuple(request.get_all("path"))
+        user_agent = request.get("user-agent") or ""
+        # One new contact and nothing removed (the usual REGISTER): what the
+        # location held for it was read above and has not changed since.
+        known = previous if len(adding) == 1 and not removing else None
         for item in adding:
-            if self.location.get(aor.name, item.uri) is None:
+            old = known[item.uri] if known is not None else location.get(aor.name, item.uri)
+            if old is None:
+                # Asterisk logs new contacts at verbose 3 and refreshes only at debug.
                 log.info("Added contact '%s' to AOR '%s' with expiration of %d seconds",
                          item.uri, aor.name, item.expires)  # fmt: skip
             binding = Binding(
@@ -154,12 +163,12 @@ class Registrar:
                 source=source,
                 registered_at=now,
                 path=path,
-                user_agent=request.get("user-agent") or "",
+                user_agent=user_agent,
                 instance=(item.params.get("+sip.instance") or "").strip('"'),
                 reg_id=item.params.get("reg-id") or "",
                 params=format_params(item.params),
             )
-            self.location.put(binding)
+            location.put(binding)
             for listener in self.listeners:
                 listener(binding)
         return self._ok(request, aor, now, path)
@@ -181,7 +190,7 @@ def _contact_expires(contact: NameAddr, header_expires: int | None, default: int
     value = contact.params.get("expires")
     if value is not None:
         text = value.strip()
-        if not text.isdigit() or len(text) > 10:
+        if not (text.isascii() and text.isdigit()) or len(text) > 10:
             raise ParseError(f"bad Contact expires {value!r}")
         return int(text)
     if header_expires is not None:

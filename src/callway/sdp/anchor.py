@@ -59,13 +59,16 @@ def media_target(desc: SessionDescription, index: int | None = None) -> MediaTar
         return MediaTarget(position, None, None, media.rtcp_mux)
     host = connection.address
     rtcp = media.rtcp
+    rtcp_target: tuple[str, int] | None
     if media.rtcp_mux:
         rtcp_target = (host, media.port)
     elif rtcp is not None:
         rtcp_host = rtcp.connection.address if rtcp.connection is not None else host
         rtcp_target = (rtcp_host, rtcp.port)
-    else:
+    elif media.port < 65535:
         rtcp_target = (host, media.port + 1)
+    else:
+        rtcp_target = None  # an odd last port has no port above it for RTCP
     return MediaTarget(position, (host, media.port), rtcp_target, media.rtcp_mux)
 
 

@@ -107,7 +107,10 @@ class KeyParams:
 def _lifetime(text: str) -> int:
     try:
         if text.startswith("2^"):
-            return 1 << int(text[2:])
+            exponent = int(text[2:])
+            if not 0 <= exponent <= 64:  # a peer's "2^99999999999999" must not allocate
+                raise SdpError("bad crypto key lifetime")
+            return 1 << exponent
         value = int(text)
     except ValueError:
         raise SdpError("bad crypto key lifetime") from None
@@ -149,7 +152,8 @@ class CryptoAttribute:
         if len(parts) < 3:
             raise SdpError("crypto attribute needs a tag, a suite and keys")
         tag_text, suite, key_text, *session = parts
-        if not tag_text.isdigit() or len(tag_text) > 9:  # RFC 4568 §9.1: 1*9DIGIT
+        # RFC 4568 §9.1: 1*9DIGIT (ASCII: str.isdigit() also takes e.g. "\u00b2")
+        if not (tag_text.isascii() and tag_text.isdigit()) or len(tag_text) > 9:
             raise SdpError("bad crypto tag")
         keys = tuple(KeyParams.parse(key) for key in key_text.split(";"))
         return cls(int(tag_text), suite, keys, tuple(session))

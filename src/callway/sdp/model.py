@@ -162,6 +162,8 @@ class RtcpAttribute:
             port = int(parts[0])
         except (ValueError, IndexError):
             raise SdpError(f"bad rtcp attribute {value!r}") from None
+        if not 0 <= port <= 65535:
+            raise SdpError(f"rtcp port {port} outside 0-65535")
         if len(parts) == 4:
             return cls(port, Connection(parts[3], parts[1], parts[2]))
         if len(parts) != 1:
@@ -263,7 +265,7 @@ class MediaDescription(_Attributes):
     @property
     def payload_types(self) -> list[int]:
         """The formats as RTP payload types (RTP profiles, RFC 3551 §6)."""
-        return [int(f) for f in self.formats if f.isdigit()]
+        return [int(f) for f in self.formats if f.isascii() and f.isdigit()]
 
     @property
     def rtpmaps(self) -> dict[int, RtpMap]:
@@ -320,7 +322,7 @@ def _milliseconds(value: str | None, name: str) -> int | None:
         return None
     try:
         return round(float(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # "x", "nan"; "inf", "1e999"
         raise SdpError(f"bad {name} {value!r}") from None
 
 

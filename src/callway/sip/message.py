@@ -30,6 +30,7 @@ from callway.sip.headers import (
     parse_via,
     split_list,
 )
+from callway.sip.headers import _canonical_cache as _canonical_names
 from callway.sip.headers import _key_cache as _header_keys
 from callway.sip.status import reason_phrase
 from callway.sip.uri import URI, SipURI, ascii_digits, parse_uri
@@ -162,9 +163,9 @@ class Message:
     # -- structured values (cached) ------------------------------------------------
 
     def _required(self, name: str) -> str:
-        for k, value in self.headers:
+        for k, v in self.headers:
             if k == name:
-                return value
+                return v
         value = self.get(name)
         if value is None:
             raise ParseError(f"missing {canonical_name(header_key(name))} header")
@@ -302,8 +303,13 @@ class Message:
         Headers are written one per line under their canonical long names;
         Content-Length is rewritten last to match the body.
         """
+        names = _canonical_names
         lines = [self.start_line()]
-        lines += [f"{canonical_name(k)}: {v}" for k, v in self.headers if k != "content-length"]
+        lines += [
+            f"{names.get(k) or canonical_name(k)}: {v}"
+            for k, v in self.headers
+            if k != "content-length"
+        ]
         lines.append(f"Content-Length: {len(self.body)}")
         head = "\r\n".join(lines) + "\r\n\r\n"
         return head.encode("utf-8", "surrogateescape") + self.body

@@ -296,6 +296,8 @@ def _check_single_instances(message: Message, counts: dict[str, int] | None = No
     """Several lines of a single-value header with differing values (RFC 4475 §3.3.8)."""
     if counts is None:
         counts = _header_counts(message)
+    if len(counts) == len(message.headers):
+        return  # every header name appears once
     repeated = {key for key, n in counts.items() if n > 1 and key in SINGLE_INSTANCE_HEADERS}
     if not repeated:
         return

@@ -33,7 +33,7 @@ from callway.pbx.location import Binding, Location
 from callway.pbx.model import Endpoint
 from callway.sip.errors import ParseError
 from callway.sip.headers import parse_params
-from callway.sip.message import Request, make_response
+from callway.sip.message import Request, Response, make_response
 
 if TYPE_CHECKING:
     from callway.app.b2bua.channel import Channel
@@ -45,7 +45,6 @@ log = logging.getLogger("callway.callback")
 
 PUSH_PARAMS = ("pn-provider", "pn-prid", "pn-param")
 POLL = 0.25
-DIAL_IN_GRACE = 1.0  # conference mode: seconds a registered callee has to dial in
 
 
 @dataclass(slots=True)
@@ -186,7 +185,8 @@ class CallbackService:
                 how="dialled in" if held.action == "joined" else "called")  # fmt: skip
         leg = None
         if held.action != "joined" and held.room is not None:
-            leg = await invite_into_room(channel, endpoint, contacts, held.room)
+            # a callee that dials in while this rings ends the ringing (held.wake)
+            leg = await invite_into_room(channel, endpoint, contacts, held.room, held.wake)
         await background  # the caller stays in the room until it leaves
         room = channel.service.rooms.get(held.room) if held.room is not None else None
         if room is not None:
@@ -253,7 +253,7 @@ class CallbackService:
             if held.action:
                 return self._woken(channel, endpoint, held)
             contacts = self._contacts(endpoint)
-            if contacts and await self._grace(held):
+            if contacts:
                 log.info("%s: %s registered: putting the call through", channel.name,
                          endpoint.name)  # fmt: skip
                 return contacts
@@ -262,18 +262,6 @@ class CallbackService:
         log.info("%s: %s did not come online in %ss", channel.name, endpoint.name,
                  self.settings.timeout)  # fmt: skip
         return []
-
-    async def _grace(self, held: HeldCall) -> bool:
-        """Conference mode: give a callee that registered a moment to dial in itself.
-
-        True when the PBX should call it; False when it dialled in (or was
-        released/dropped) meanwhile.
-        """
-        if held.room is None:
-            return True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(held.wake.wait(), DIAL_IN_GRACE)
-        return not held.action
 
     def _woken(self, channel: Channel, endpoint: Endpoint, held: HeldCall
                ) -> list[tuple[Endpoint, Binding]]:  # fmt: skip
@@ -325,9 +313,16 @@ async def _hang_up(channel: Channel) -> None:
 
 
 async def invite_into_room(
-    channel: Channel, endpoint: Endpoint, contacts: list[tuple[Endpoint, Binding]], room_name: str
+    channel: Channel,
+    endpoint: Endpoint,
+    contacts: list[tuple[Endpoint, Binding]],
+    room_name: str,
+    stop: asyncio.Event | None = None,
 ) -> OutboundLeg | None:
-    """Call the callee's first contact and put its media straight into the room."""
+    """Call the callee's first contact and put its media straight into the room.
+
+    ``stop`` set while it rings cancels the call (the callee dialled in itself).
+    """
     from callway.app.b2bua.dial import path_destination
     from callway.app.b2bua.legs import OutboundLeg
     from callway.sdp.negotiate import make_offer
@@ -356,7 +351,7 @@ async def invite_into_room(
     )  # fmt: skip
     member.leg = leg
     leg.start()
-    if not await _answered_into(room, pid, leg):
+    if not await _answered_into(room, pid, leg, stop or asyncio.Event()):
         room.leave(pid)
         return None
     log.info("%s: %s joined conference %s", channel.name, endpoint.name, room_name)
@@ -365,14 +360,20 @@ async def invite_into_room(
     return leg
 
 
-async def _answered_into(room: ConferenceRoom, pid: str, leg: OutboundLeg) -> bool:
+async def _answered_into(room: ConferenceRoom, pid: str, leg: OutboundLeg,
+                         stop: asyncio.Event) -> bool:  # fmt: skip
     """Wait for the callee's answer; point the member's media at its SDP."""
     from callway.sdp.anchor import media_target
     from callway.sdp.negotiate import audio_format
     from callway.sdp.parse import parse_sdp
 
     while True:
-        response = await leg.responses.get()
+        response = await _response_or_stop(leg, stop)
+        if stop.is_set() and (response is None or response.status < 300):
+            leg.cancel()
+            if response is not None and response.status < 300:
+                await leg.bye()
+            return False
         if response is None or response.status >= 200:
             break
     if response is None or response.status >= 300 or pid not in room:
@@ -382,6 +383,20 @@ async def _answered_into(room: ConferenceRoom, pid: str, leg: OutboundLeg) -> bo
     fmt = audio_format(answer)
     room.update(pid, target.rtp if target else None, fmt.codec.name if fmt else None)
     return True
+
+
+async def _response_or_stop(leg: OutboundLeg, stop: asyncio.Event) -> Response | None:
+    """The leg's next response, or None as soon as ``stop`` is set."""
+    following = asyncio.ensure_future(leg.responses.get())
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({following, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if following.done():
+        return following.result()
+    following.cancel()
+    return None
 
 
 class _RoomMember:

@@ -299,6 +299,6 @@ def info_digit(content_type: str, body: bytes) -> str:
             return ""
     elif kind != "application/dtmf":
         return ""
-    if text.isdigit() and 9 < int(text) < len(_EVENT_DIGITS):
+    if text.isascii() and text.isdigit() and 9 < int(text) < len(_EVENT_DIGITS):
         text = _EVENT_DIGITS[int(text)]  # an event code: 10 is *, 11 is #
     return text.upper() if len(text) == 1 and text.upper() in _EVENT_DIGITS else ""

@@ -210,7 +210,7 @@ def hangup_cause(text: str) -> int | None:
     text = text.strip()
     if not text:
         return None
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return int(text)
     cause = CAUSE_NAMES.get(text.upper().removeprefix("AST_CAUSE_"))
     if cause is None:

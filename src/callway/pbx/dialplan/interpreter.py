@@ -270,9 +270,9 @@ class DialplanRunner:
         context = target.context or scope.context
         exten = target.exten or scope.exten
         text = target.priority
-        if text[:1] in ("+", "-") and text[1:].isdigit():
+        if text[:1] in ("+", "-") and text[1:].isascii() and text[1:].isdigit():
             number = scope.priority + int(text)
-        elif text.isdigit():
+        elif text.isascii() and text.isdigit():
             number = int(text)
         else:
             found = find_priority(self.dialplan, context, exten, text, scope.callerid_num)
