@@ -233,7 +233,8 @@ def _report(loop_name: str, rows: dict[str, list[dict[str, Any]]]) -> None:
             f"{mode:<10} {statistics.median(r['rate'] for r in runs):>8.0f} {per_k * 1000:>7.1f} "
             f"{1000 / per_k:>16.0f} {max(r['loss'] for r in runs):>7.2%} {transit:>19} "
             f"{last['jitter'][1]:>11} {sum(r['kernel_drops'] for r in runs):>6} "
-            f"{sum(r['rejected'] for r in runs):>9} {last['verified']:>9}"
+            f"{sum(r['rejected'] for r in runs):>9} {last['verified']:>9}   rounds: "
+            + " ".join(f"{r['cpu_per_k'] * 1000:.1f}" for r in runs)
         )
     plain = cost["plain"]
     for mode in MODES[1:]:
