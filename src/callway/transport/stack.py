@@ -123,7 +123,7 @@ class SipStack:
             if reply is not None:
                 self.send_bytes(reply, source)
                 return
-        if not data.strip(b"\r\n\0 "):
+        if len(data) <= 4 and not data.strip(b"\r\n\0 "):
             return  # bare CRLF keep-alives are ignored
         if self.trace is not None:
             self.trace("recv", data, source)

@@ -37,6 +37,7 @@ _TIMESPEC = struct.Struct("=qq")
 _ANCILLARY = 128
 _BATCH = 64
 _MAX_DATAGRAM = 65535
+_BACKLOG = 0.001  # seconds a datagram waited before we drain more than one per wakeup
 
 Receiver = Callable[[bytes, Address], None]
 
@@ -75,12 +76,15 @@ class UdpEndpoint:
             self.sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         #: Seconds the oldest datagram of the last batch spent in the kernel's queue.
         self.lag = 0.0
+        self._local = (host, self.port)
+        self._buffer = bytearray(_MAX_DATAGRAM)
+        self._view = memoryview(self._buffer)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def local(self) -> tuple[str, int]:
         """The bound (host, port)."""
-        return self.host, self.port
+        return self._local
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start reading."""
@@ -95,13 +99,17 @@ class UdpEndpoint:
         self.sock.close()
 
     def _on_readable(self) -> None:
+        # The first datagram comes with its kernel timestamp: when it waited less than
+        # a millisecond there is no backlog, and trying another read would only cost a
+        # failing syscall per packet; with a backlog, drain up to a batch.
         for count in range(_BATCH):
             try:
                 if self.wildcard or count == 0:
                     data, source = self._recv_pktinfo()
                 else:
-                    data, peer = self.sock.recvfrom(_MAX_DATAGRAM)
-                    source = Address(self.transport, peer[0], peer[1], self.local)
+                    size, peer = self.sock.recvfrom_into(self._buffer)
+                    data = bytes(self._view[:size])
+                    source = Address(self.transport, peer[0], peer[1], self._local)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # ICMP errors surface here on Linux
@@ -111,6 +119,8 @@ class UdpEndpoint:
                 self.receiver(data, source)
             except Exception:  # the server keeps serving whatever one packet does
                 log.exception("error handling a datagram from %s", source)
+            if count == 0 and self.lag < _BACKLOG:
+                return
 
     def _recv_pktinfo(self) -> tuple[bytes, Address]:
         """One datagram with its ancillary data: destination address, kernel timestamp."""
