@@ -249,3 +249,31 @@ def test_mute_and_kick_a_room_member(tmp_path: Path) -> None:
             await poll(http, "/api/v1/rooms", "rooms", 0)
 
     run(tmp_path, body)
+
+
+def test_originate_to_an_offline_callee_is_held_until_it_registers(tmp_path: Path) -> None:
+    """B is offline and push-capable: A answers, hears music, and B is put through later."""
+    require_binary("baresip")
+
+    async def body(app: PbxApp, port: int, admin: AdminServer,
+                   http: aiohttp.ClientSession) -> None:  # fmt: skip
+        with ExitStack() as stack:
+            a = phone(stack, tmp_path, "8005", port)
+            await asyncio.to_thread(a.wait_registered)
+            pair = {"from": "8005", "to": "8006"}
+            reply = await api(http, "POST", "/api/v1/originate", 202, pair)
+            await event(a, "CALL_ESTABLISHED")
+            (held,) = await poll(http, "/api/v1/callbacks", "callbacks", 1)
+            assert (held["id"], held["caller"], held["callee"]) == (reply["id"], "8005", "8006")
+            b = phone(stack, tmp_path, "8006", port)  # the push woke the app
+            await event(b, "CALL_ESTABLISHED", timeout=15)
+            await poll(http, "/api/v1/callbacks", "callbacks", 0)
+            await asyncio.sleep(3)
+            await asyncio.to_thread(b.hangup)
+            await event(a, "CALL_CLOSED")
+        await poll(http, "/api/v1/calls", "calls", 0)
+
+    run(tmp_path, body, toml=HELD_TOML)
+    heard_by_b = sorted((tmp_path / "8006" / "rec").glob("dump-*-dec.wav"))[0]
+    levels = tone_levels(heard_by_b, list(TONES.values()))
+    assert levels[TONES["8005"]] == 1.0, levels

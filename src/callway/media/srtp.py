@@ -210,13 +210,24 @@ class LegSrtp:
 
     __slots__ = ("dropped_plain", "inbound", "local", "outbound", "remote")
 
-    def __init__(self, local: CryptoAttribute, remote: CryptoAttribute) -> None:
+    def __init__(
+        self, local: CryptoAttribute, remote: CryptoAttribute, *, previous: LegSrtp | None = None
+    ) -> None:
         if local.suite != remote.suite:
             raise ValueError("both directions of a leg use the negotiated suite")
         self.local = local
         self.remote = remote
         self.inbound = SrtpCipher(remote.suite, remote.key_salt, outbound=False)
-        self.outbound = SrtpCipher(local.suite, local.key_salt, outbound=True)
+        self.outbound: SrtpCipher
+        if (
+            previous is not None
+            and previous.local.key_salt == local.key_salt
+            and previous.suite == local.suite
+        ):
+            # RFC 4568 §7.1.4: only the phone rekeyed; our direction keeps its context (ROC)
+            self.outbound = previous.outbound
+        else:
+            self.outbound = SrtpCipher(local.suite, local.key_salt, outbound=True)
         self.dropped_plain = 0  # not RTP version 2 (STUN, keepalives, garbage)
 
     @property

@@ -26,6 +26,7 @@ from callway.core.address import Address
 from callway.pbx.auth import Authenticator, AuthOutcome
 from callway.pbx.location import Binding, Location
 from callway.pbx.model import Aor, PjsipConfig
+from callway.pbx.nat import rewrite_contact_uri
 from callway.sip.errors import ParseError
 from callway.sip.headers import NameAddr, format_params
 from callway.sip.message import Request, Response, make_response
@@ -76,6 +77,8 @@ class Registrar:
         wanted = self._contact_requests(request, aor)
         if isinstance(wanted, Response):
             return wanted
+        if endpoint.rewrite_contact:  # Asterisk's rewrite_contact: the NAT mapping, not the LAN
+            wanted = [w._replace(uri=rewrite_contact_uri(w.uri, source)) for w in wanted]
         return self._apply(request, source, now, aor, wanted)
 
     def _reply(self, request: Request, status: int, reason: str | None = None) -> Response:

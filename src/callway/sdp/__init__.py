@@ -1,6 +1,7 @@
-"""SDP: model, parse/format (RFC 8866) and offer/answer (RFC 3264), sans-I/O."""
+"""SDP: model, parse/format (RFC 8866), offer/answer (RFC 3264), SDES keys (RFC 4568), sans-I/O."""
 
 from callway.sdp.anchor import MediaTarget, media_target, rewrite_connection
+from callway.sdp.crypto import CryptoAttribute, choose_crypto, offer_cryptos
 from callway.sdp.errors import SdpError
 from callway.sdp.model import (
     Attribute,
@@ -30,6 +31,7 @@ __all__ = [
     "AudioFormat",
     "Codec",
     "Connection",
+    "CryptoAttribute",
     "Direction",
     "Line",
     "MediaDescription",
@@ -41,10 +43,12 @@ __all__ = [
     "SessionDescription",
     "answer_offer",
     "audio_format",
+    "choose_crypto",
     "find_codec",
     "format_sdp",
     "make_offer",
     "media_target",
+    "offer_cryptos",
     "parse_sdp",
     "rewrite_connection",
 ]

@@ -319,3 +319,25 @@ def test_call_media_offers_srtp_and_refuses_plain_answers(pool: PortPool) -> Non
             media.close()
 
     asyncio.run(scenario())
+
+
+def test_phone_rekey_keeps_our_outbound_context(pool: PortPool) -> None:
+    async def scenario() -> None:
+        media = CallMedia(pool, a_codecs=("ulaw",), a_host=HOST, a_encryption="sdes")
+        try:
+            first = CryptoAttribute.generate(1, SUITES[0])
+            body = media.answer("a", parse_sdp(offer("RTP/SAVP", [first])))
+            assert body is not None
+            before = media.relay.a.srtp
+            assert isinstance(before, LegSrtp)
+            rekeyed = CryptoAttribute.generate(1, SUITES[0])  # a re-INVITE with a new key
+            again = media.answer("a", parse_sdp(offer("RTP/SAVP", [rekeyed])))
+            assert again is not None
+            after = media.relay.a.srtp
+            assert isinstance(after, LegSrtp) and after is not before
+            assert after.remote == rekeyed and after.outbound is before.outbound
+            assert parse_sdp(again).media[0].crypto == parse_sdp(body).media[0].crypto
+        finally:
+            media.close()
+
+    asyncio.run(scenario())

@@ -155,10 +155,13 @@ class Dialer:
         assert media is not None
         first_endpoint, first_binding = contacts[0]
         dest = first_binding.source
-        host = dest.local[0] if dest.local else channel.leg.local[0]
+        local = dest.local or channel.leg.local
+        host = local[0]
+        media_host = channel.service.manager.nat.media_host(local, dest.transport, host, dest.host)
         media.add_side_b(
-            first_endpoint.allow or media.sides["a"].codecs, host, first_endpoint.media_encryption
-        )
+            first_endpoint.allow or media.sides["a"].codecs, media_host,
+            first_endpoint.media_encryption,
+        )  # fmt: skip
         offer = media.offer("b")
         caller = channel.endpoint.name
         name = channel.leg.invite.from_.display or caller

@@ -52,6 +52,8 @@ class Leg:
         self.mgr = mgr
         self.peer = peer
         self.local = local
+        # what Via and Contact say: our external address for a peer outside local_net
+        self.advertised = mgr.nat.signaling(local, peer.transport, peer.host)
         self.dialog: Dialog | None = None
         self.listener: LegListener | None = None
         self.ended = asyncio.Event()
@@ -73,13 +75,19 @@ class Leg:
     @property
     def via_host(self) -> str:
         """host:port for our Via."""
-        return f"{self.local[0]}:{self.local[1]}"
+        return f"{self.advertised[0]}:{self.advertised[1]}"
 
     @property
     def contact(self) -> str:
         """Our Contact header value."""
         suffix = "" if self.peer.transport == "udp" else f";transport={self.peer.transport}"
-        return f"<sip:callway@{self.local[0]}:{self.local[1]}{suffix}>"
+        return f"<sip:callway@{self.advertised[0]}:{self.advertised[1]}{suffix}>"
+
+    @property
+    def media_host(self) -> str:
+        """The address for our SDP to this peer (``external_media_address`` behind NAT)."""
+        local, peer = self.local, self.peer
+        return self.mgr.nat.media_host(local, peer.transport, local[0], peer.host)
 
     # -- requests we send within the dialog ----------------------------------------
 

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from callway.app.nat import NatPolicy
 from callway.core.address import Address
 from callway.sip.message import Request, Response, make_response
 from callway.sip.transaction import ClientTransactionKey, ServerTransactionKey
@@ -49,6 +50,8 @@ class CallManager:
     def __init__(self, port: SipPort, *, user_agent: str = "callway") -> None:
         self.port = port
         self.user_agent = user_agent
+        #: external addresses for a PBX behind NAT (transport ``external_*``, ``local_net``)
+        self.nat = NatPolicy()
         self.dialogs: dict[tuple[str, str], Leg] = {}
         self.invites: dict[ServerTransactionKey, InboundLeg] = {}
         self._handlers: dict[ClientTransactionKey, ResponseHandler] = {}

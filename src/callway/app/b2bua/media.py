@@ -157,7 +157,7 @@ class CallMedia:
         side = self.sides[name]
         if side.srtp is not None and side.srtp.same_keys(local, remote):
             return
-        side.srtp = LegSrtp(local, remote)
+        side.srtp = LegSrtp(local, remote, previous=side.srtp)
         self.relay.set_srtp(name, side.srtp)
         log.info("leg %s: SRTP %s (tag %d)", name, local.suite, local.tag)
 

@@ -154,7 +154,7 @@ class CallService:
             return CallMedia(
                 self.pool,
                 a_codecs=endpoint.allow,
-                a_host=channel.leg.local[0],
+                a_host=channel.leg.media_host,
                 a_encryption=endpoint.media_encryption,
                 rtp_timeout=float(endpoint.rtp_timeout),
                 on_timeout=on_timeout,
