@@ -174,6 +174,21 @@ class Host:
     def has_address(self, address: str) -> bool:
         return address in self.addresses()
 
+    def conntrack_timeouts(self, udp: int, udp_stream: int) -> dict[str, int]:
+        """Shorten this namespace's conntrack UDP timeouts (NAT mappings expire sooner).
+
+        ``nf_conntrack_udp_timeout`` (one-way or single-exchange flows) and
+        ``_stream`` (flows seen both ways) are per network namespace on
+        Linux >= 4.x once conntrack is in use there (the MASQUERADE rule).
+        Returns the values read back.
+        """
+        base = "net.netfilter.nf_conntrack_udp_timeout"
+        self.run("sysctl", "-qw", f"{base}={udp}", f"{base}_stream={udp_stream}")
+        found = {}
+        for key in (base, f"{base}_stream"):
+            found[key] = int(self.run("sysctl", "-n", key).stdout.strip())
+        return found
+
     def link(self, up: bool) -> None:
         """Take the host's LAN link down or up (its bridge-side end: as a pulled cable)."""
         self.lab.bridge_host_run("ip", "link", "set", self.bridge_port, "up" if up else "down")
@@ -235,6 +250,34 @@ class Lab:
         host = Host(self, ns, address, port)
         self.hosts[role] = host
         return host
+
+    def add_nat(
+        self, role: str, last: int, *, lan: str = "192.168.1", phone_last: int = 10
+    ) -> tuple[Host, Host]:
+        """A NAT router ``<role>`` on the LAN (its WAN) and a phone namespace behind it.
+
+        The router's ``eth0`` is 10.a.b.<last> on the lab's LAN; its ``lan0``
+        is ``<lan>.1/24``, MASQUERADEd out of ``eth0`` (PEERS.md: a real NAT).
+        The phone namespace ``<role>ph`` has ``eth0`` = ``<lan>.<phone_last>``
+        and its default route through the router.  Two NATs may use the same
+        private ``lan``: each lives in its own namespaces.
+        """
+        router = self.add_host(role, last)
+        ns = f"{self.prefix}{role}ph"
+        self._create_ns(ns)
+        ip("link", "add", "lan0", "netns", router.ns, "type", "veth", "peer", "name", "eth0",
+           "netns", ns)  # fmt: skip
+        ip("-n", router.ns, "addr", "add", f"{lan}.1/24", "dev", "lan0")
+        ip("-n", router.ns, "link", "set", "lan0", "up")
+        router.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+        router.run("iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "eth0", "-j", "MASQUERADE")
+        address = f"{lan}.{phone_last}"
+        ip("-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
+        ip("-n", ns, "link", "set", "eth0", "up")
+        ip("-n", ns, "route", "add", "default", "via", f"{lan}.1")
+        phone = Host(self, ns, address, "")
+        self.hosts[f"{role}ph"] = phone
+        return router, phone
 
     def close(self) -> None:
         """Stop every process (by PID), then delete every namespace."""

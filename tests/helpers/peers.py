@@ -330,11 +330,47 @@ def parse_baresip_trace(log: str) -> list[SipTraceMessage]:
     return messages
 
 
-class CtrlTcp:
-    """A netstring-JSON client for baresip's ctrl_tcp module."""
+_CLONE_NEWNET = 0x40000000
 
-    def __init__(self, port: int, *, timeout: float = 5.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+
+@contextlib.contextmanager
+def in_netns(name: str) -> Iterator[None]:
+    """Run the block's socket creation inside network namespace ``name`` (this thread).
+
+    A socket belongs to the namespace it was created in, for good: create it
+    inside the block, use it anywhere.  Needs root (``setns(2)``).
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open("/proc/thread-self/ns/net") as home, open(f"/run/netns/{name}") as target:
+        if libc.setns(target.fileno(), _CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into {name} failed")
+        try:
+            yield
+        finally:
+            if libc.setns(home.fileno(), _CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back home failed")
+
+
+class CtrlTcp:
+    """A netstring-JSON client for baresip's ctrl_tcp module.
+
+    ``netns``: baresip runs in that network namespace (its 127.0.0.1 is not ours).
+    """
+
+    def __init__(self, port: int, *, timeout: float = 5.0, netns: str | None = None) -> None:
+        if netns is None:
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        else:
+            with in_netns(netns):
+                self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            try:
+                self.sock.connect(("127.0.0.1", port))
+            except OSError:
+                self.sock.close()
+                raise
         self.buffer = b""
         self.events: list[dict[str, Any]] = []
         self._token = 0
@@ -413,6 +449,10 @@ class Baresip:
     sip_port: int = 0
     ctrl_port: int = 0
     rtp_ports: tuple[int, int] = (0, 0)
+    # Inside a network namespace (tests/helpers/netns.py): baresip runs under
+    # ``ip netns exec NETNS`` and binds SIP and RTP to ``bind_host`` there.
+    bind_host: str = "127.0.0.1"
+    netns: str | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     ctrl: CtrlTcp | None = field(default=None, init=False)
 
@@ -444,8 +484,8 @@ class Baresip:
         first, last = self.rtp_ports
         modules = ["g711.so", "aufile.so", "aubridge.so", "sndfile.so"]
         lines = [
-            f"sip_listen 127.0.0.1:{self.sip_port}",
-            "net_interface 127.0.0.1",
+            f"sip_listen {self.bind_host}:{self.sip_port}",
+            f"net_interface {self.bind_host}",
             f"rtp_ports {first}-{last}",
             f"audio_source aufile,{self.audio_in}",
             "audio_player aubridge,nil",
@@ -471,6 +511,8 @@ class Baresip:
             raise FileNotFoundError("baresip")
         self.write_config()
         argv = [binary, "-f", str(self.workdir)]
+        if self.netns is not None:
+            argv = ["ip", "netns", "exec", self.netns, *argv]
         if self.sip_trace:
             argv.append("-s")
         self._log = self.log_path.open("ab")
@@ -485,7 +527,7 @@ class Baresip:
                     f"baresip exited with {self.proc.returncode}:\n{self.log_text()}"
                 )
             try:
-                self.ctrl = CtrlTcp(self.ctrl_port)
+                self.ctrl = CtrlTcp(self.ctrl_port, netns=self.netns)
                 return self
             except OSError as exc:
                 last_error = exc

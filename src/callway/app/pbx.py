@@ -26,6 +26,8 @@ from callway.app.b2bua.callback import CallbackService
 from callway.app.b2bua.manager import CallManager
 from callway.app.b2bua.service import CallService, cdr_writer
 from callway.app.control import ControlServer
+from callway.app.keepalive import Keepalives
+from callway.app.nat import NatPolicy
 from callway.app.notify import WebhookNotifier
 from callway.app.ops_alerts import OpsAlertSender
 from callway.app.pbx_console import pbx_commands
@@ -138,6 +140,13 @@ class PbxApp:
         user_agent = f"callway {__version__}"
         self.core = PbxCore(self.registrar, self.stack.send_response, user_agent=user_agent)
         self.manager = CallManager(self.stack, user_agent=user_agent)
+        self.manager.nat = NatPolicy.from_config(self.config)
+        self.keepalives = Keepalives(
+            self.stack, self.manager, aor_of=lambda name: self.config.aors.get(name),
+            lookup=self.location.get, clock=time.time,
+            keep_alive_interval=lambda: self.config.global_.keep_alive_interval,
+        )  # fmt: skip
+        self.registrar.listeners.append(self.keepalives.on_binding)
         rtp = self.options.rtp
         self.pool = PortPool(rtp.bind, rtp.start, rtp.end)
         self.calls = CallService(
@@ -197,6 +206,8 @@ class PbxApp:
         if self.replicator is not None and isinstance(self.location, ReplicatedLocation):
             await self.replicator.start(self.location)
         self.stack.start(loop)
+        for binding in self.location.all(time.time()):  # restored: qualify them too
+            self.keepalives.on_binding(binding)
         self._tick_task = loop.create_task(self._tick())
         self.control = ControlServer(
             self.settings.state_dir / "callway.ctl", pbx_commands(self)
@@ -232,6 +243,7 @@ class PbxApp:
                 self._alerts(now)
             for binding in self.location.expire(now):
                 log.info("contact %s of %s expired", binding.uri, binding.aor)
+            self.keepalives.tick(now)
             try:
                 self.store.flush()
                 self.cdr.flush()
@@ -250,6 +262,7 @@ class PbxApp:
         self.auth.config = config
         self.registrar.config = config
         self.calls.config = config
+        self.manager.nat = NatPolicy.from_config(config)
         self.calls.dialplan = dialplan
         for name, context in self.tls_contexts.items():
             transport = config.transports.get(name)

@@ -114,11 +114,10 @@ class Qualifier:
 
     def response(self, token: int, status: int | None, now: float) -> None:
         """The outcome of the OPTIONS sent for ``token``: a status code or None (timeout)."""
-        for key, contact in self._contacts.items():
-            if contact.token == token:
-                break
-        else:
+        found = [(k, c) for k, c in self._contacts.items() if c.token == token]
+        if not found:
             return  # a late answer for a contact that timed out or went away
+        [(key, contact)] = found
         contact.token = None
         self._timers.cancel(("wait", key))
         if status is None or status == 408:

@@ -9,6 +9,7 @@ RTP socket, RFC 8489 §3).  Datagrams that are not the answer are ignored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 
 from callway.stun.client import RC, RM, RTO, BindingTransaction
@@ -54,18 +55,14 @@ async def stun_mapped_address(
     try:
         while True:
             for datagram in transaction.datagrams_to_send():
-                try:
+                with contextlib.suppress(OSError):  # unreachable now: retransmissions retry
                     local_sock.sendto(datagram, server)
-                except OSError:  # unreachable for now: the retransmissions try again
-                    pass
             deadline = transaction.get_timer()
             if transaction.done or deadline is None:
                 break
             wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                pass
             transaction.handle_timer(loop.time())
     finally:
         loop.remove_reader(local_sock.fileno())

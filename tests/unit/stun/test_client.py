@@ -108,8 +108,14 @@ def test_other_transactions_and_garbage_are_ignored() -> None:
 
 def test_error_response_and_success_without_address() -> None:
     tx = BindingTransaction(0.0)
-    error = encode(StunMessage(Method.BINDING, MessageClass.ERROR, tx.transaction_id,
-                               (Attribute(AttrType.ERROR_CODE, ErrorCode(400, "Bad Request")),)))
+    error = encode(
+        StunMessage(
+            Method.BINDING,
+            MessageClass.ERROR,
+            tx.transaction_id,
+            (Attribute(AttrType.ERROR_CODE, ErrorCode(400, "Bad Request")),),
+        )
+    )
     assert tx.receive(error, 0.0)
     assert isinstance(tx.error, StunError) and "400" in str(tx.error)
     tx2 = BindingTransaction(0.0)
