@@ -68,6 +68,14 @@ class _CallCapture:
         self.encoder = PacketEncoder()
 
 
+_KEY = re.compile(rb"(a=crypto:[^\r\n]*?inline:)([^\s|\r\n]+)")
+
+
+def redact_keys(data: bytes) -> bytes:
+    """SDES keys (RFC 4568 ``inline:``) never reach a capture file or collector."""
+    return _KEY.sub(rb"\1<hidden>", data)
+
+
 class SipTracer:
     """Callable trace hook: ``tracer("recv" | "send", data, address)``.
 
@@ -148,6 +156,8 @@ class SipTracer:
         self, direction: str, data: bytes, address: Address, calls: dict[str, _CallCapture]
     ) -> None:
         now = self.clock()
+        if b"inline:" in data:
+            data = redact_keys(data)
         peer = (address.host, address.port)
         local = self._local(address)
         src, dst = (peer, local) if direction == "recv" else (local, peer)

@@ -146,3 +146,15 @@ def test_a_whole_file_reads_back() -> None:
     assert linktype == LINKTYPE_RAW
     assert [(p.seconds, p.micros, p.proto) for p in packets] == [(100, 500000, 17), (101, 0, 6)]
     assert [p.payload for p in packets] == [INVITE, OK]
+
+
+def test_sdes_keys_are_redacted() -> None:
+    from callway.ops.tracer import redact_keys
+
+    sdp = (
+        b"m=audio 4000 RTP/SAVP 0\r\n"
+        b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20\r\n"
+    )
+    out = redact_keys(sdp)
+    assert b"WVNfX19zZW1jdGwg" not in out
+    assert b"inline:<hidden>|2^20" in out
