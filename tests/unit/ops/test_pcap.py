@@ -153,7 +153,8 @@ def test_sdes_keys_are_redacted() -> None:
 
     sdp = (
         b"m=audio 4000 RTP/SAVP 0\r\n"
-        b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20\r\n"
+        b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 "
+        b"inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20\r\n"
     )
     out = redact_keys(sdp)
     assert b"WVNfX19zZW1jdGwg" not in out
