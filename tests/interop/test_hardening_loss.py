@@ -104,7 +104,9 @@ def test_100_calls_complete_with_10_percent_loss(tmp_path: Path) -> None:
                         f"bind={pbx_host.address}:{SIP_PORT}\n",
         )  # fmt: skip
         pbx = pbx_host.start("pbx", sys.executable, "-m", "callway", "pbx", "-c", str(config))
+        t0 = time.monotonic()
         pbx.wait_log(READY_MARKER, timeout=15)
+        print(f"[timing] pbx ready {time.monotonic() - t0:.1f} s")
         hosts = (pbx_host, uac, uas)
         for host in hosts:
             _drop_rules(host, "-A")
@@ -115,6 +117,7 @@ def test_100_calls_complete_with_10_percent_loss(tmp_path: Path) -> None:
                    "-s", "8006", "-au", "8006", "-ap", "8006", "-m", "1"),
             check=False, timeout=SIPP_TIMEOUT + 10,
         )  # fmt: skip
+        print(f"[timing] registered {time.monotonic() - t0:.1f} s")
         assert register.returncode == 0, register.stdout[-3000:] + register.stderr[-2000:]
         callee = uas.start(
             "sipp-uas",
@@ -131,6 +134,7 @@ def test_100_calls_complete_with_10_percent_loss(tmp_path: Path) -> None:
         )  # fmt: skip
         elapsed = time.monotonic() - started
         callee.proc.wait(SIPP_TIMEOUT)
+        print(f"[timing] callee done {time.monotonic() - started:.1f} s after the first call")
         counted = {host.ns: _counted(host) for host in hosts}
         lost = {
             host: (dropped, received - before[host])

@@ -50,6 +50,7 @@ from callway.pbx.registrar import Registrar
 from callway.store.cdr import SqliteCdrStore
 from callway.store.redis_location import RedisReplicator, ReplicatedLocation
 from callway.store.sqlite import SqliteLocationStore
+from callway.transport.guard import build_guard
 from callway.transport.stack import SipStack
 from callway.transport.tls import TlsConfigError, client_context, load_certificate, server_context
 
@@ -137,6 +138,15 @@ class PbxApp:
             self.options.trace, base=settings.config_dir, local_for=self.stack.default_local
         )
         self.stack.trace = self.tracer
+        sec = self.options.security
+        self.stack.guard = build_guard(
+            sec.pike_limit,
+            sec.pike_window,
+            sec.pike_ban,
+            sec.trusted,
+            sec.drop_scanners,
+            sec.scanner_agents,
+        )
         user_agent = f"callway {__version__}"
         self.core = PbxCore(self.registrar, self.stack.send_response, user_agent=user_agent)
         self.manager = CallManager(self.stack, user_agent=user_agent)

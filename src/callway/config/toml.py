@@ -140,6 +140,28 @@ class AlertsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    """``[security]``: flood protection (pike), scanner filtering, message limits."""
+
+    pike_limit: int = 0  # requests per pike_window per source address; 0 = off
+    pike_window: float = 2.0
+    pike_ban: float = 300.0
+    trusted: tuple[str, ...] = ()  # addresses never rate-limited (balancers, trunks)
+    drop_scanners: bool = False  # drop requests whose User-Agent is a known scanner
+    scanner_agents: tuple[str, ...] = (
+        "friendly-scanner", "sipvicious", "sipcli", "sip-scan", "sipsak-scan", "vaxsipuseragent",
+        "iwar", "sundayddr", "pplsip", "sip.js/scan",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        for name in ("trusted", "scanner_agents"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
+        if self.pike_limit < 0 or self.pike_window <= 0 or self.pike_ban < 0:
+            raise TypeError("pike_limit >= 0, pike_window > 0, pike_ban >= 0")
+
+
+@dataclass(frozen=True, slots=True)
 class CallwaySettings:
     """The whole file."""
 
@@ -152,6 +174,7 @@ class CallwaySettings:
     callback: CallbackSettings = field(default_factory=CallbackSettings)
     trace: TraceSettings = field(default_factory=TraceSettings)
     alerts: AlertsSettings = field(default_factory=AlertsSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
 
 _SECTIONS: dict[str, type] = {
@@ -164,6 +187,7 @@ _SECTIONS: dict[str, type] = {
     "callback": CallbackSettings,
     "trace": TraceSettings,
     "alerts": AlertsSettings,
+    "security": SecuritySettings,
 }
 
 

@@ -32,6 +32,7 @@ from callway.sip.message import Request, Response, parse_message
 from callway.sip.reply import error_response
 from callway.sip.transaction import TransactionError, TransactionEvent, TransactionLayer
 from callway.stun.server import binding_response
+from callway.transport.guard import Guard
 from callway.transport.tcp import StreamServer
 from callway.transport.udp import UdpEndpoint
 
@@ -61,6 +62,8 @@ class SipStack:
         self.udp: list[UdpEndpoint] = []
         self.streams: list[StreamServer] = []
         self.trace = trace
+        #: Flood/scanner filter applied before parsing (None: accept everything).
+        self.guard: Guard | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -125,6 +128,8 @@ class SipStack:
                 return
         if len(data) <= 4 and not data.strip(b"\r\n\0 "):
             return  # bare CRLF keep-alives are ignored
+        if self.guard is not None and not self.guard.admit(data, source):
+            return
         if self.trace is not None:
             self.trace("recv", data, source)
         now = self.clock()
