@@ -55,6 +55,10 @@ def test_pjsip_conf_is_the_seeds_on_loopback(tmp_path: Path) -> None:
     assert "protocol=tcp\nbind=127.0.0.1:25060" in both
 
 
+# Values for the custom keys (-key NAME VALUE) some scenarios take from their test.
+SCENARIO_KEYS = {"rtp_port": "40000", "sess_expires": "1800"}
+
+
 @pytest.mark.parametrize("scenario", sorted(p.name for p in SCENARIOS.glob("*.xml")))
 def test_sipp_parses_scenario(scenario: str, tmp_path: Path) -> None:
     """Against a silent port sipp must load the scenario and only time out."""
@@ -64,7 +68,14 @@ def test_sipp_parses_scenario(scenario: str, tmp_path: Path) -> None:
     try:
         port = silent.getsockname()[1]
         result = run_sipp(
-            scenario, f"127.0.0.1:{port}", service="8005", timeout=1, trace_dir=tmp_path
+            scenario,
+            f"127.0.0.1:{port}",
+            service="8005",
+            timeout=1,
+            trace_dir=tmp_path,
+            extra_args=[
+                arg for key, value in SCENARIO_KEYS.items() for arg in ("-key", key, value)
+            ],
         )
     finally:
         silent.close()
