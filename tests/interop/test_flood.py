@@ -81,3 +81,53 @@ def test_flood_from_one_source_does_not_stop_others(pbx_factory: PbxFactory,
     log = pbx.stderr_text()
     assert "pike: 127.0.0.2 floods" in log
     assert "pike: 127.0.0.1" not in log
+
+
+LIMITS = "[security]\ntcp_max_per_ip = 3\ntcp_partial_timeout = 1.0\nmax_transactions = 100000\n"
+
+
+def _closed(conn: socket.socket, timeout: float) -> bool:
+    conn.settimeout(timeout)
+    try:
+        return conn.recv(1024) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_slowloris_and_connection_limits(pbx_factory: PbxFactory) -> None:
+    pbx = pbx_factory(toml=LIMITS)
+    # A message that never completes is cut after the partial-message timeout.
+    slow = socket.create_connection(("127.0.0.1", pbx.sip_port), timeout=2)
+    slow.sendall(b"OPTIONS sip:s@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9\r\n")
+    assert _closed(slow, 6.0), "slowloris connection not closed"
+    slow.close()
+    # At most 3 connections from one address.
+    kept = [socket.create_connection(("127.0.0.1", pbx.sip_port), timeout=2) for _ in range(3)]
+    extra = socket.create_connection(("127.0.0.1", pbx.sip_port), timeout=2)
+    assert _closed(extra, 3.0), "connection beyond tcp_max_per_ip accepted"
+    assert not _closed(kept[0], 0.5)
+    for conn in [*kept, extra]:
+        conn.close()
+    assert "limit stream_connections_per_ip hit" in pbx.stderr_text()
+    assert "limit stream_partial_timeout hit" in pbx.stderr_text()
+
+
+def test_too_many_header_lines_gets_400(pbx_factory: PbxFactory) -> None:
+    pbx = pbx_factory()
+    branch = "z9hG4bK" + os.urandom(6).hex()
+    lines = [
+        f"OPTIONS sip:s@127.0.0.1:{pbx.sip_port} SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:9;branch={branch};rport",
+        "From: <sip:x@127.0.0.1>;tag=1", "To: <sip:s@127.0.0.1>", f"Call-ID: {branch}",
+        "CSeq: 1 OPTIONS", "Max-Forwards: 70",
+        *[f"X-Junk-{n}: {n}" for n in range(400)],
+        "Content-Length: 0",
+    ]  # fmt: skip
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(2.0)
+        sock.sendto(("\r\n".join(lines) + "\r\n\r\n").encode(), ("127.0.0.1", pbx.sip_port))
+        answer = sock.recvfrom(4096)[0]
+    assert answer.startswith(b"SIP/2.0 400")

@@ -86,8 +86,19 @@ class PbxBackend:
         self.started = time.time()
 
     def node_info(self) -> NodeInfo:
-        """PBX role, version and live object counts."""
-        return NodeInfo(self.role, __version__, self.started, {})
+        """PBX role, version and how often each protection limit was hit."""
+        stack = self.app.stack
+        counters: dict[str, int] = dict(stack.limit_hits)
+        for server in stack.streams:
+            for name, hits in server.limit_hits.items():
+                counters[name] = counters.get(name, 0) + hits
+        guard = stack.guard
+        if guard is not None:
+            counters["scanner_dropped"] = guard.scanners_dropped
+            if guard.pike is not None:
+                counters["pike_dropped"] = guard.pike.dropped
+                counters["pike_bans"] = guard.pike.bans
+        return NodeInfo(self.role, __version__, self.started, counters)
 
     def registrations(self) -> list[Registration]:
         """Every live contact in the location service."""

@@ -52,6 +52,7 @@ from callway.store.redis_location import RedisReplicator, ReplicatedLocation
 from callway.store.sqlite import SqliteLocationStore
 from callway.transport.guard import build_guard
 from callway.transport.stack import SipStack
+from callway.transport.tcp import StreamLimits
 from callway.transport.tls import TlsConfigError, client_context, load_certificate, server_context
 
 log = logging.getLogger("callway.pbx")
@@ -139,6 +140,10 @@ class PbxApp:
         )
         self.stack.trace = self.tracer
         sec = self.options.security
+        self.stack.max_transactions = sec.max_transactions
+        self.stack.stream_limits = StreamLimits(
+            sec.tcp_max_per_ip, sec.tcp_max_total, sec.tcp_partial_timeout, sec.tcp_idle_timeout
+        )
         self.stack.guard = build_guard(
             sec.pike_limit,
             sec.pike_window,
@@ -167,6 +172,7 @@ class PbxApp:
             manager=self.manager,
             pool=self.pool,
         )
+        self.calls.max_calls = self.options.security.max_calls
         self.cdr = SqliteCdrStore(settings.state_dir / "callway.sqlite")
         self.calls.on_record.append(cdr_writer(self.cdr))
         callback = self.options.callback

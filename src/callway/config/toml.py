@@ -153,6 +153,13 @@ class SecuritySettings:
         "iwar", "sundayddr", "pplsip", "sip.js/scan",
     )  # fmt: skip
 
+    max_transactions: int = 100_000  # beyond it new requests get 503 (0: no cap)
+    max_calls: int = 10_000  # concurrent channels of a PBX (0: no cap)
+    tcp_max_per_ip: int = 100
+    tcp_max_total: int = 10_000
+    tcp_partial_timeout: float = 30.0
+    tcp_idle_timeout: float = 0.0
+
     def __post_init__(self) -> None:
         for name in ("trusted", "scanner_agents"):
             value = getattr(self, name)

@@ -496,7 +496,12 @@ _KEY_CACHE: dict[str, str] = {}
 _KEY_CACHE_MAX = 512
 
 
+MAX_HEADER_LINES = 256
+
+
 def _parse_header_lines(message: Message, lines: list[str]) -> None:
+    if len(lines) > MAX_HEADER_LINES:
+        raise ParseError(f"more than {MAX_HEADER_LINES} header lines")
     """Split header lines into ``[key, value]`` pairs, unfolding continuations (§7.3.1)."""
     headers = message.headers
     cache = _KEY_CACHE

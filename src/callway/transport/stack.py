@@ -23,6 +23,7 @@ import logging
 import math
 import ssl
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
@@ -33,7 +34,7 @@ from callway.sip.reply import error_response
 from callway.sip.transaction import TransactionError, TransactionEvent, TransactionLayer
 from callway.stun.server import binding_response
 from callway.transport.guard import Guard
-from callway.transport.tcp import StreamServer
+from callway.transport.tcp import StreamLimits, StreamServer
 from callway.transport.udp import UdpEndpoint
 
 log = logging.getLogger("callway.transport")
@@ -64,6 +65,10 @@ class SipStack:
         self.trace = trace
         #: Flood/scanner filter applied before parsing (None: accept everything).
         self.guard: Guard | None = None
+        #: Beyond this many live transactions new requests get 503 (0: no cap).
+        self.max_transactions = 0
+        self.stream_limits: StreamLimits | None = None
+        self.limit_hits: Counter[str] = Counter()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -96,6 +101,7 @@ class SipStack:
             transport_name=transport_name,
             ssl_context=ssl_context,
             client_ssl_context=client_ssl_context,
+            limits=self.stream_limits,
         )
         self.streams.append(server)
         await server.start(asyncio.get_running_loop())
@@ -136,6 +142,9 @@ class SipStack:
         try:
             message = parse_message(data, stream=source.reliable)
             if isinstance(message, Request):
+                if self._overloaded(message):
+                    self._reject(data, ParseError("transaction limit reached", 503), source)
+                    return
                 _stamp_via(message, source)
                 self.transactions.receive_request(message, source, now)
             else:
@@ -144,6 +153,17 @@ class SipStack:
             self._reject(data, exc, source)
             return
         self.pump()
+
+    def _overloaded(self, request: Request) -> bool:
+        """RFC 3261 §21.5.4: shed new work beyond the transaction cap."""
+        if not self.max_transactions or request.method in ("ACK", "CANCEL", "BYE"):
+            return False
+        if self.transactions.active_transactions < self.max_transactions:
+            return False
+        self.limit_hits["transactions"] += 1
+        if self.limit_hits["transactions"] % 1000 == 1:
+            log.warning("transaction limit %d reached: answering 503", self.max_transactions)
+        return True
 
     def _reject(self, data: bytes, exc: ParseError, source: Address) -> None:
         log.info("bad message from %s: %s", source, exc.reason)

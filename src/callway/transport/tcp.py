@@ -12,7 +12,10 @@ import asyncio
 import itertools
 import logging
 import ssl
+import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import cast
 
 from callway.core.address import Address
@@ -25,6 +28,17 @@ ErrorReplier = Callable[[bytes, int, Address], None]
 
 _ids = itertools.count(1)
 IDLE_TIMEOUT = 600.0
+SWEEP = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """What one listener accepts (RFC 5626 §4.4 keeps flows alive; attackers do not)."""
+
+    max_per_ip: int = 100
+    max_total: int = 10_000
+    partial_timeout: float = 30.0  # a message still incomplete after this: slowloris
+    idle_timeout: float = 0.0  # close connections silent this long (0: never)
 
 
 class StreamConnection(asyncio.Protocol):
@@ -37,10 +51,15 @@ class StreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer: Address | None = None
         self.pending: list[bytes] = []
+        self.last_activity = time.monotonic()
+        self.partial_since: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
+        if not self.server.admit(peer[0]):
+            self.transport.abort()
+            return
         sockname = transport.get_extra_info("sockname")
         self.peer = Address(
             self.server.transport_name, peer[0], peer[1], (sockname[0], sockname[1]), self.id
@@ -55,6 +74,7 @@ class StreamConnection(asyncio.Protocol):
         self.server.forget(self)
 
     def data_received(self, data: bytes) -> None:
+        self.last_activity = time.monotonic()
         self.framer.receive_data(data)
         while (event := self.framer.next_event()) is not None:
             if isinstance(event, FramedMessage):
@@ -67,8 +87,14 @@ class StreamConnection(asyncio.Protocol):
                 self.write(b"\r\n")
             elif isinstance(event, FramingError):
                 log.info("closing %s: %s", self.peer, event.reason)
+                self.server.count("stream_framing_error")
                 self.close()
                 return
+        if self.framer.buffered:
+            if self.partial_since is None:
+                self.partial_since = self.last_activity
+        else:
+            self.partial_since = None
 
     def write(self, data: bytes) -> None:
         """Send bytes (queued until connected)."""
@@ -95,7 +121,12 @@ class StreamServer:
         transport_name: str = "tcp",
         ssl_context: ssl.SSLContext | None = None,
         client_ssl_context: ssl.SSLContext | None = None,
+        limits: StreamLimits | None = None,
     ) -> None:
+        self.limits = limits or StreamLimits()
+        #: How often each limit refused or closed something (for logs and metrics).
+        self.limit_hits: Counter[str] = Counter()
+        self._sweeper: asyncio.Task[None] | None = None
         self.host = host
         self.port = port
         self.receiver = receiver
@@ -118,6 +149,42 @@ class StreamServer:
             reuse_address=True,
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        self._sweeper = loop.create_task(self._sweep())
+
+    def count(self, limit: str) -> None:
+        """Record one hit of ``limit``; log the first and every 100th."""
+        self.limit_hits[limit] += 1
+        hits = self.limit_hits[limit]
+        if hits == 1 or hits % 100 == 0:
+            log.warning("%s limit %s hit (%d times)", self.transport_name, limit, hits)
+
+    def admit(self, host: str) -> bool:
+        """Accept one more connection from ``host``?"""
+        limits = self.limits
+        if len(self.connections) >= limits.max_total:
+            self.count("stream_connections_total")
+            return False
+        if limits.max_per_ip and sum(
+            1 for c in self.connections.values() if c.peer is not None and c.peer.host == host
+        ) >= limits.max_per_ip:
+            self.count("stream_connections_per_ip")
+            return False
+        return True
+
+    async def _sweep(self) -> None:
+        """Close slowloris connections (partial messages) and idle ones."""
+        while True:
+            await asyncio.sleep(SWEEP)
+            now = time.monotonic()
+            limits = self.limits
+            for conn in list(self.connections.values()):
+                partial = conn.partial_since
+                if partial is not None and now - partial > limits.partial_timeout:
+                    self.count("stream_partial_timeout")
+                    conn.close()
+                elif limits.idle_timeout and now - conn.last_activity > limits.idle_timeout:
+                    self.count("stream_idle_timeout")
+                    conn.close()
 
     def forget(self, conn: StreamConnection) -> None:
         """Drop a closed connection from the tables."""
@@ -156,6 +223,8 @@ class StreamServer:
 
     async def close(self) -> None:
         """Stop listening and close every connection."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections.values()):

@@ -93,6 +93,8 @@ class CallService:
         self.manager = manager
         self.pool = pool
         self.channels: dict[str, Channel] = {}
+        #: Concurrent channels beyond which new INVITEs get 503 (0: no cap).
+        self.max_calls = 0
         self.rooms = RoomRegistry(pool)
         self.callback: CallbackService | None = None
         self.events = EventBus()  # call events for the admin API's /api/v1/events
@@ -114,6 +116,12 @@ class CallService:
 
     def handle_invite(self, key: ServerTransactionKey, request: Request, source: Address) -> None:
         """An INVITE outside any dialog: authenticate, then start a channel."""
+        if self.max_calls and len(self.channels) >= self.max_calls:
+            response = make_response(request, 503, "Too Many Calls")
+            response.add("Retry-After", "5")
+            self.manager.port.send_response(key, response)
+            log.warning("call limit %d reached: 503 to %s", self.max_calls, source)
+            return
         outcome = self.auth.check(request, source, time.time())
         if outcome.response is not None:
             self.manager.port.send_response(key, outcome.response)
