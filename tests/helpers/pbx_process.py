@@ -99,8 +99,10 @@ class PbxProcess:
         *,
         ready_timeout: float = READY_TIMEOUT,
         env: dict[str, str] | None = None,
+        log_args: tuple[str, ...] = (),
     ) -> None:
         self.config_dir = config_dir
+        self.log_args = log_args  # global options before the subcommand: -v, --log-json
         self.sip_port = sip_port
         self.ready_timeout = ready_timeout
         self.env = env
@@ -124,7 +126,7 @@ class PbxProcess:
 
     @property
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", "callway", "pbx", "-c", str(self.config_dir)]
+        return [sys.executable, "-m", "callway", *self.log_args, "pbx", "-c", str(self.config_dir)]
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> PbxProcess:
@@ -280,6 +282,7 @@ def run_pbx(
     ready_timeout: float = READY_TIMEOUT,
     env: dict[str, str] | None = None,
     endpoint_options: dict[str, str] | None = None,
+    log_args: tuple[str, ...] = (),
 ) -> Iterator[PbxProcess]:
     """Write the seed config under ``tmp_path/pbx`` and run the PBX for the block.
 
@@ -298,7 +301,8 @@ def run_pbx(
         toml=toml,
         endpoint_options=endpoint_options,
     )
-    pbx = PbxProcess(config_dir, sip_port, ready_timeout=ready_timeout, env=env)
+    pbx = PbxProcess(config_dir, sip_port, ready_timeout=ready_timeout, env=env,
+                     log_args=log_args)  # fmt: skip
     try:
         pbx.start()
     except BaseException:

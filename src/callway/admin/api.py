@@ -211,6 +211,30 @@ async def kick_member(request: web.Request) -> web.Response:
     return web.json_response({"room": room, "member": member, "kicked": True})
 
 
+async def start_capture(request: web.Request) -> web.Response:
+    """``POST /calls/{call_id}/capture``: the call's SIP messages into a pcap file from now on."""
+    ref = request.match_info["call_id"]
+    try:
+        call_id, path = backend_of(request).start_capture(ref)
+    except KeyError:
+        return error(404, "no such call", ref)
+    except ValueError as exc:
+        return error(409, "cannot capture", str(exc))
+    log.info("admin API: capturing call %s to %s", call_id, path)
+    return web.json_response({"id": ref, "call_id": call_id, "path": path, "capturing": True})
+
+
+async def stop_capture(request: web.Request) -> web.Response:
+    """``DELETE /calls/{call_id}/capture``: stop it; the file stays."""
+    ref = request.match_info["call_id"]
+    try:
+        path = backend_of(request).stop_capture(ref)
+    except KeyError:
+        return error(404, "no capture of this call", ref)
+    log.info("admin API: capture of call %s stopped: %s", ref, path)
+    return web.json_response({"id": ref, "path": path, "capturing": False})
+
+
 EVENT_SOCKETS = web.AppKey("event_sockets", set[web.WebSocketResponse])
 
 
@@ -264,6 +288,8 @@ ROUTES: tuple[Route, ...] = (
     ("GET", PREFIX + "/health", health),
     ("GET", PREFIX + "/registrations", registrations),
     ("GET", PREFIX + "/calls", calls),
+    ("POST", PREFIX + "/calls/{call_id}/capture", start_capture),
+    ("DELETE", PREFIX + "/calls/{call_id}/capture", stop_capture),
     ("GET", PREFIX + "/cdrs", cdrs),
     ("POST", PREFIX + "/reload", reload),
     ("GET", PREFIX + "/dispatcher", dispatcher),

@@ -101,6 +101,19 @@ class AdminBackend(Protocol):
         """Remove a member from a room (its call is hung up); KeyError as above."""
         ...
 
+    def start_capture(self, call_id: str) -> tuple[str, str]:
+        """Capture a live call's SIP messages to a pcap file from now on.
+
+        ``call_id`` is the call's id (as :meth:`calls` lists it) or one of its
+        Call-IDs.  Returns (the caller's Call-ID, the file's path); KeyError
+        when there is no such call, ValueError when no capture can start.
+        """
+        ...
+
+    def stop_capture(self, call_id: str) -> str:
+        """Stop a call's capture (id or Call-ID); the file's path; KeyError if none runs."""
+        ...
+
     def events(self) -> EventStream | None:
         """A new stream of call events (None: this node has no calls)."""
         ...

@@ -168,6 +168,19 @@ PATHS: dict[str, Any] = {
                                "responses": {"200": _ok("Node is up", _ref("Health"))}}},
     "/api/v1/registrations": _get("Registered contacts", "registrations", "Registration"),
     "/api/v1/calls": _get("Active calls with legs and quality", "calls", "Call"),
+    "/api/v1/calls/{call_id}/capture": {
+        "post": {**_action(
+            "Capture the call's SIP messages from now on (caller's and callee legs' dialogs) "
+            "into a pcap file; it stops by itself shortly after the call ends", "call_id",
+            _obj({"id": STR, "call_id": {**STR, "description": "the caller's Call-ID"},
+                  "path": {**STR, "description": "the pcap file on the node"},
+                  "capturing": BOOL}),
+            "No such live call"),
+            "description": "call_id: the call's id from /api/v1/calls, or one of its Call-IDs"},
+        "delete": _action("Stop the call's capture (the file stays)", "call_id",
+                          _obj({"id": STR, "path": STR, "capturing": BOOL}),
+                          "No capture of this call is running"),
+    },
     "/api/v1/cdrs": _get("Finished calls, oldest first", "cdrs", "Cdr", parameters=[
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0,
                                                    "default": 100, "maximum": 10000}},
@@ -251,6 +264,10 @@ PATHS: dict[str, Any] = {
     }},
 }
 # fmt: on
+PATHS["/api/v1/calls/{call_id}/capture"]["post"]["responses"]["409"] = {
+    "description": "Too many captures running",
+    **_ERROR,
+}
 
 
 def openapi() -> dict[str, Any]:

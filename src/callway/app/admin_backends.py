@@ -29,6 +29,7 @@ from callway.admin.model import (
     Room,
 )
 from callway.admin.quality import estimate
+from callway.app import captures
 from callway.app.b2bua.originate import originate
 from callway.core.address import Address
 
@@ -218,6 +219,15 @@ class PbxBackend:
         """Kick one member: it leaves the room and its call is hung up."""
         self._room(room, member).kick(member)
 
+    def start_capture(self, call_id: str) -> tuple[str, str]:
+        """Per-call SIP capture (:func:`callway.app.captures.start`)."""
+        main, path = captures.start(self.app, call_id)
+        return main, str(path)
+
+    def stop_capture(self, call_id: str) -> str:
+        """Stop a per-call capture (:func:`callway.app.captures.stop`)."""
+        return str(captures.stop(self.app, call_id))
+
     def events(self) -> EventStream:
         """A new subscription to the call service's event bus."""
         return _Events(self.app.calls.events.subscribe())
@@ -314,3 +324,11 @@ class BalancerBackend:
     def events(self) -> EventStream | None:
         """A balancer has no calls of its own."""
         return None
+
+    def start_capture(self, call_id: str) -> tuple[str, str]:
+        """The balancer keeps no calls to capture (its PBX nodes do)."""
+        raise KeyError(call_id)
+
+    def stop_capture(self, call_id: str) -> str:
+        """No captures on a balancer."""
+        raise KeyError(call_id)

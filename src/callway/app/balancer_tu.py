@@ -24,6 +24,7 @@ from typing import Protocol
 from callway.balancer import proxy
 from callway.balancer.proxy import Identity
 from callway.core.address import Address
+from callway.ops.logs import call_context
 from callway.sip.errors import ParseError
 from callway.sip.message import Request, Response, make_response, parse_message
 from callway.sip.transaction import (
@@ -178,7 +179,13 @@ class BalancerUser:
     # -- events ------------------------------------------------------------------------
 
     def handle_event(self, event: TransactionEvent, now: float) -> None:
-        """One transaction event."""
+        """One transaction event; its log lines carry the message's Call-ID."""
+        message = getattr(event, "request", None) or getattr(event, "response", None)
+        call_id = message.get("call-id") if isinstance(message, Request | Response) else None
+        with call_context(call_id.strip() if call_id else None):
+            self._handle_event(event, now)
+
+    def _handle_event(self, event: TransactionEvent, now: float) -> None:
         if isinstance(event, RequestReceived):
             self._request(event.key, event.request, event.source, now)
         elif isinstance(event, ResponseReceived):

@@ -49,6 +49,7 @@ from callway.pbx.model import PjsipConfig
 from callway.pbx.registrar import Registrar
 from callway.store.cdr import SqliteCdrStore
 from callway.store.redis_location import RedisReplicator, ReplicatedLocation
+from callway.store.redis_state import RedisState
 from callway.store.sqlite import SqliteLocationStore
 from callway.transport.guard import build_guard
 from callway.transport.stack import SipStack
@@ -122,6 +123,7 @@ class PbxApp:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = SqliteLocationStore(settings.state_dir / "callway.sqlite")
         self.replicator: RedisReplicator | None = None
+        self.cluster: RedisState | None = None  # dialog and room ownership (Redis store)
         if self.options.store.url == "sqlite":
             self.location = Location(self.store)
             restored = self.location.restore(time.time())
@@ -132,6 +134,7 @@ class PbxApp:
             self.replicator = RedisReplicator(self.options.store.url, node,
                                               self.options.store.prefix)  # fmt: skip
             self.location = ReplicatedLocation(self.replicator)
+            self.cluster = RedisState(self.options.store.url, node, self.options.store.prefix)
         self.auth = Authenticator(self.config, algorithms=self.options.auth.algorithms)
         self.registrar = Registrar(self.config, self.location, self.auth)
         self.stack = SipStack()
@@ -180,6 +183,7 @@ class PbxApp:
             callback, WebhookNotifier(callback.webhook_url, callback.webhook_secret), self.location
         )
         self.registrar.listeners.append(self.calls.callback.on_binding)
+        self.calls.cluster = self.cluster
         self.alert_engine = AlertEngine(uri=f"pbx:{socket.gethostname()}")
         self.alert_sender = OpsAlertSender(self.options.alerts.url, self.options.alerts.secret)
         self.calls.on_record.append(
@@ -221,6 +225,12 @@ class PbxApp:
                             transport.protocol)  # fmt: skip
         if self.replicator is not None and isinstance(self.location, ReplicatedLocation):
             await self.replicator.start(self.location)
+        if self.cluster is not None:
+            udp = [b for b in bound if b.startswith("udp:")] or bound
+            if udp:  # this node's address, for redirects to the rooms it holds
+                _proto, host, port = udp[0].split(":", 2)
+                self.cluster.uri = f"sip:{host}:{port}"
+            await self.cluster.start(live_rooms=lambda: self.calls.rooms.rooms.keys())
         self.stack.start(loop)
         for binding in self.location.all(time.time()):  # restored: qualify them too
             self.keepalives.on_binding(binding)
@@ -310,6 +320,8 @@ class PbxApp:
             await self.admin.close()
         if self.replicator is not None:
             await self.replicator.close()
+        if self.cluster is not None:
+            await self.cluster.close()
         self.calls.rooms.close_all()
         await self.stack.close()
         if self.tracer is not None:

@@ -6,7 +6,8 @@ import time
 from typing import TYPE_CHECKING
 
 from callway import __version__
-from callway.app.control import Command, table
+from callway.app import captures
+from callway.app.control import Command, CommandError, table
 
 if TYPE_CHECKING:
     from callway.app.pbx import PbxApp
@@ -73,6 +74,26 @@ def pbx_commands(app: PbxApp) -> dict[str, Command]:
     def reload(_args: list[str]) -> str:
         return "Configuration reloaded." if app.reload() else "Reload failed: see the log."
 
+    def capture_start(args: list[str]) -> str:
+        if len(args) != 1:
+            raise CommandError("Usage: sip capture start <call id or Call-ID>")
+        try:
+            call_id, path = captures.start(app, args[0])
+        except KeyError:
+            raise CommandError(f"No such call '{args[0]}'.") from None
+        except ValueError as exc:
+            raise CommandError(f"Cannot capture: {exc}") from None
+        return f"Capturing call {call_id} to {path}"
+
+    def capture_stop(args: list[str]) -> str:
+        if len(args) != 1:
+            raise CommandError("Usage: sip capture stop <call id or Call-ID>")
+        try:
+            path = captures.stop(app, args[0])
+        except KeyError:
+            raise CommandError(f"No capture of call '{args[0]}' is running.") from None
+        return f"Capture stopped: {path}"
+
     return {
         "pjsip show endpoints": endpoints,
         "pjsip show contacts": contacts,
@@ -82,4 +103,6 @@ def pbx_commands(app: PbxApp) -> dict[str, Command]:
         "core show version": version,
         "module reload": reload,
         "core reload": reload,
+        "sip capture start": capture_start,
+        "sip capture stop": capture_stop,
     }

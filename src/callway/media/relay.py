@@ -32,6 +32,15 @@ selector wakes the loop again for anything left.
 
 RTCP multiplexed on the RTP port (RFC 5761) is relayed as RTP would be; an
 answerer that relays to a non-multiplexing peer must decline ``rtcp-mux``.
+
+Reception quality costs the RTP path nothing: each phone reports how it
+receives what we send it in its RTCP sender and receiver reports (RFC 3550
+§6.4: cumulative packets lost, interarrival jitter).  Every RTCP packet
+arriving on a leg's RTCP socket passes through the middle step of that
+direction's transform, which parses it (after SRTCP unprotect) and keeps the
+leg's latest report block; :meth:`RelayLeg.stats` exposes it as ``lost``,
+``expected`` (the RTP packets relayed to that phone when the report came)
+and ``jitter_ms``.  Multiplexed RTCP is not inspected.
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ from typing import Any
 from callway.media.ports import PortPair, PortPool
 from callway.media.srtp import LegCrypto
 from callway.rtp.latch import Latch, SocketAddress
+from callway.rtp.packet import ReceiverReport, SenderReport, parse_rtcp
 from callway.rtp.transcode import Transcoder
 
 __all__ = ["LegStats", "RelayLeg", "RelaySession"]
@@ -57,6 +67,7 @@ _BATCH = 32
 _HOT_GAP = 0.002  # seconds: a socket woken again this soon has a backlog
 _MAX_DATAGRAM = 2048  # RTP over UDP stays under the path MTU
 _HOLD_ADDRESSES = frozenset({"0.0.0.0", "::"})
+_REPORT_CLOCK = 8000  # Hz: RTP timestamp units of the reported jitter (G.711)
 
 TimeoutHandler = Callable[["RelaySession", str], None]
 # One relay direction's packet rewrite; None drops the packet.
@@ -81,6 +92,11 @@ class LegStats:
     latched: bool
     rejected: int = 0  # refused by the transform: SRTP authentication or replay failures
     srtp: str | None = None  # the SRTP suite on this leg, None for plain RTP
+    # From the phone's latest RTCP report (None until one arrives): how it receives us.
+    lost: int | None = None  # cumulative packets lost (RFC 3550 §6.4.1)
+    expected: int | None = None  # RTP packets relayed to the phone when it reported
+    jitter_ms: float | None = None  # interarrival jitter, ms (8 kHz clock)
+    fraction_lost: float | None = None  # loss over the last report interval, 0..1
 
 
 class _Endpoint(Latch):
@@ -137,6 +153,9 @@ class RelayLeg:
         self.rtcp = _Endpoint(pair.rtcp, None, **latch)
         self._family = pair.rtp.family
         self.srtp: LegCrypto | None = None  # set through RelaySession.set_srtp
+        # The phone's latest report block: (cumulative lost, expected, jitter ms, fraction).
+        self.report: tuple[int, int, float, float] | None = None
+        self.reports = 0  # RTCP reports with a report block seen from this phone
         now = clock()
         self.rtp.reset(None, now)
         self.rtcp.reset(None, now)
@@ -189,9 +208,32 @@ class RelayLeg:
         self.rtp.relatch(now)
         self.rtcp.relatch(now)
 
+    def observe_rtcp(self, data: bytes | bytearray) -> bytes | bytearray:
+        """Keep the first report block of an RTCP SR/RR from this leg's phone; pass it on.
+
+        The middle step of the RTCP transform (after SRTCP unprotect): runs
+        only for RTCP, never on the RTP path.  A packet that does not parse
+        is relayed unchanged and not counted.
+        """
+        try:
+            packets = parse_rtcp(bytes(data))
+        except ValueError:  # RtpError: not RTCP we understand
+            return data
+        for packet in packets:
+            if isinstance(packet, SenderReport | ReceiverReport) and packet.reports:
+                block = packet.reports[0]
+                lost = block.packets_lost
+                expected = max(self.rtp.packets_out, lost, 0)
+                jitter_ms = block.jitter * 1000.0 / _REPORT_CLOCK
+                self.report = (lost, expected, round(jitter_ms, 2), block.fraction_lost / 256.0)
+                self.reports += 1
+                break
+        return data
+
     def stats(self) -> LegStats:
         """A snapshot of the leg's counters."""
         rtp, rtcp = self.rtp, self.rtcp
+        report = self.report
         return LegStats(
             packets_in=rtp.packets_in,
             bytes_in=rtp.bytes_in,
@@ -207,6 +249,10 @@ class RelayLeg:
             latched=rtp.latched,
             rejected=rtp.rejected + rtcp.rejected,
             srtp=self.srtp.suite if self.srtp is not None else None,
+            lost=report[0] if report is not None else None,
+            expected=report[1] if report is not None else None,
+            jitter_ms=report[2] if report is not None else None,
+            fraction_lost=report[3] if report is not None else None,
         )
 
     def follow_rtp(self) -> None:
@@ -256,6 +302,7 @@ class RelaySession:
         self._timed_out = {"a": False, "b": False}
         self._closed = False
         self._transcoders: tuple[Transcoder | None, Transcoder | None] = (None, None)
+        self._compose()  # RTCP always passes the report observer
 
     @property
     def closed(self) -> bool:
@@ -296,12 +343,12 @@ class RelaySession:
         )
         a.rtcp.transform = _chain(
             a.srtp.unprotect_rtcp if a.srtp else None,
-            None,
+            a.observe_rtcp,
             b.srtp.protect_rtcp if b.srtp else None,
         )
         b.rtcp.transform = _chain(
             b.srtp.unprotect_rtcp if b.srtp else None,
-            None,
+            b.observe_rtcp,
             a.srtp.protect_rtcp if a.srtp else None,
         )
 

@@ -121,20 +121,36 @@ class SipTracer:
         if len(self._calls) >= MAX_CALL_CAPTURES:
             raise ValueError(f"already {MAX_CALL_CAPTURES} per-call captures running")
         self._calls[call_id] = _CallCapture(path)
-        log.info("capturing call %s to %s", call_id, path)
+        log.info("capturing call %s to %s", call_id, path, extra={"call_id": call_id})
         return path
 
+    def link(self, call_id: str, other: str) -> bool:
+        """Write ``other``'s messages into ``call_id``'s capture too, if it is running.
+
+        For the other dialogs of one call (a B2BUA's callee legs have their
+        own Call-IDs) and for other names of the capture (the PBX's channel
+        id), so that :meth:`stop_call` of any of them stops it.  False when
+        ``call_id`` is not captured or ``other`` already is.
+        """
+        capture = self._calls.get(call_id)
+        if capture is None or other in self._calls:
+            return False
+        self._calls[other] = capture
+        return True
+
     def stop_call(self, call_id: str) -> Path | None:
-        """Stop capturing ``call_id``; returns the file written (None if none)."""
+        """Stop capturing ``call_id`` (and its links); returns the file written (None if none)."""
         capture = self._calls.pop(call_id, None)
         if capture is None:
             return None
+        for linked in [key for key, value in self._calls.items() if value is capture]:
+            del self._calls[linked]
         capture.file.close()
         return capture.file.path
 
     @property
     def calls(self) -> dict[str, Path]:
-        """Call-IDs being captured, with their files."""
+        """Call-IDs (and linked names) being captured, with their files."""
         return {call_id: c.file.path for call_id, c in self._calls.items()}
 
     # -- the hook ------------------------------------------------------------

@@ -118,6 +118,18 @@ class FakeBackend:
         self._member(room, member)
         self.actions.append(("kick", room, member))
 
+    def start_capture(self, call_id: str) -> tuple[str, str]:
+        if call_id not in {c.id for c in self.active}:
+            raise KeyError(call_id)
+        self.actions.append(("capture", call_id))
+        return f"{call_id}@test", f"/tmp/{call_id}.pcap"
+
+    def stop_capture(self, call_id: str) -> str:
+        if ("capture", call_id) not in self.actions:
+            raise KeyError(call_id)
+        self.actions.append(("capture-stop", call_id))
+        return f"/tmp/{call_id}.pcap"
+
     def events(self) -> FakeStream | None:
         if not self.has_events:
             return None

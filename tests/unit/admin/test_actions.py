@@ -9,7 +9,7 @@ import aiohttp
 
 from callway.admin.model import HeldCallback, Room
 from callway.app.b2bua.events import EventBus
-from tests.unit.admin.fakes import AUTH, TOKEN, Client, FakeBackend, with_client
+from tests.unit.admin.fakes import AUTH, TOKEN, Client, FakeBackend, call, with_client
 
 
 def _backend() -> FakeBackend:
@@ -166,3 +166,25 @@ def test_ws_client_sees_server_shutdown() -> None:
             assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
 
     with_client(_backend(), body)
+
+
+def test_capture_start_and_stop() -> None:
+    backend = FakeBackend(active=[call("00000007")])
+
+    async def body(client: Client) -> None:
+        path = "/api/v1/calls/00000007/capture"
+        response = await client.post(path, headers=AUTH)
+        assert (response.status, await response.json()) == (200, {
+            "id": "00000007", "call_id": "00000007@test", "path": "/tmp/00000007.pcap",
+            "capturing": True})  # fmt: skip
+        response = await client.delete(path, headers=AUTH)
+        assert (response.status, await response.json()) == (200, {
+            "id": "00000007", "path": "/tmp/00000007.pcap", "capturing": False})  # fmt: skip
+        for method, missing in (("POST", "/api/v1/calls/nope/capture"),
+                                ("DELETE", "/api/v1/calls/nope/capture")):  # fmt: skip
+            response = await client.request(method, missing, headers=AUTH)
+            assert response.status == 404
+        assert (await client.post(path)).status == 401
+
+    with_client(backend, body)
+    assert backend.actions == [("capture", "00000007"), ("capture-stop", "00000007")]

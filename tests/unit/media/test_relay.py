@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import struct
 from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
+from callway.app.admin_backends import leg_quality
 from callway.media.ports import PortPool
 from callway.media.relay import RelaySession
 from callway.rtp.g711 import ALAW_TO_ULAW
@@ -245,3 +247,52 @@ def test_second_allocation_failure_releases_the_first() -> None:
     with pytest.raises(RuntimeError, match="no free RTP port pair"):
         RelaySession(tiny, host=HOST)
     assert tiny.in_use == 0
+
+
+def receiver_report(lost: int, fraction: int, highest: int, jitter: int) -> bytes:
+    """An RTCP RR (RFC 3550 §6.4.2) with one report block, as a phone sends it."""
+    header = struct.pack("!BBHI", 0x81, 201, 7, 0x11111111)
+    block = struct.pack("!IIIIII", 0x22222222, (fraction << 24) | (lost & 0xFFFFFF), highest,
+                        jitter, 0, 0)  # fmt: skip
+    return header + block
+
+
+def test_rtcp_reports_give_loss_and_jitter(pool: PortPool) -> None:
+    async def scenario() -> None:
+        phone_a, phone_b, rtcp_a, rtcp_b = phone(), phone(), phone(), phone()
+        with RelaySession(pool, host=HOST) as session:
+            session.a.set_remote(address(phone_a), address(rtcp_a))
+            session.b.set_remote(address(phone_b), address(rtcp_b))
+            session.start()
+            before = session.a.stats()
+            assert (before.lost, before.expected, before.jitter_ms) == (None, None, None)
+            assert leg_quality(before).mos is None
+            for n in range(40):  # B's stream, relayed to A
+                phone_b.sendto(rtp(0, n), (HOST, session.b.local_port))
+            for _ in range(40):
+                await receive(phone_a)
+            # A reports: 4 of 40 lost, 25 % over the last interval, jitter 80 units (10 ms)
+            report = receiver_report(4, 64, 39, 80)
+            rtcp_a.sendto(report, (HOST, session.a.local_rtcp_port))
+            assert await receive(rtcp_b) == (report, (HOST, session.b.local_rtcp_port))
+            a = session.a.stats()
+            assert (a.lost, a.expected, a.jitter_ms, a.fraction_lost) == (4, 40, 10.0, 0.25)
+            assert session.b.stats().lost is None  # B reported nothing
+            quality = leg_quality(a)
+            assert quality.loss == pytest.approx(0.1)
+            assert quality.jitter_ms == 10.0
+            assert quality.mos is not None and 1.0 < quality.mos < 4.5
+
+            # an SR's report block counts too; garbage is relayed and ignored
+            sender = struct.pack("!BBHIIIIII", 0x81, 200, 12, 0x11111111, 0, 0, 0, 40, 6400)
+            block = struct.pack("!IIIIII", 0x22222222, 0, 39, 16, 0, 0)
+            rtcp_a.sendto(sender + block, (HOST, session.a.local_rtcp_port))
+            await receive(rtcp_b)
+            rtcp_a.sendto(b"\x00junk", (HOST, session.a.local_rtcp_port))
+            assert (await receive(rtcp_b))[0] == b"\x00junk"
+            a = session.a.stats()
+            assert (a.lost, a.expected, a.jitter_ms, a.fraction_lost) == (0, 40, 2.0, 0.0)
+        for sock in (phone_a, phone_b, rtcp_a, rtcp_b):
+            sock.close()
+
+    run(scenario)

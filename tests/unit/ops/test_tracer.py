@@ -108,6 +108,23 @@ def test_per_call_capture_holds_only_that_call(tmp_path: Path) -> None:
     assert {p.proto for p in packets} == {6}
 
 
+def test_linked_call_ids_share_the_capture_and_stop_with_it(tmp_path: Path) -> None:
+    tracer = SipTracer(per_call_dir=tmp_path, clock=Clock())
+    peer = Address("udp", "10.0.0.9", 5060, local=("10.0.0.1", 5060))
+    assert not tracer.link("caller@x", "callee@y")  # nothing captured yet
+    path = tracer.start_call("caller@x")
+    assert tracer.link("caller@x", "callee@y") and tracer.link("caller@x", "00000001")
+    assert not tracer.link("caller@x", "callee@y")
+    for call_id in ("caller@x", "callee@y", "unrelated"):
+        tracer("recv", message(call_id), peer)
+    assert tracer.stop_call("00000001") == path  # any name stops the whole capture
+    assert tracer.calls == {}
+    tracer("recv", message("callee@y"), peer)
+    _, packets = read_pcap(path)
+    assert [b"caller@x" in p.payload for p in packets] == [True, False]
+    assert b"callee@y" in packets[1].payload
+
+
 def test_start_call_needs_a_path_without_per_call_dir(tmp_path: Path) -> None:
     tracer = SipTracer()
     with pytest.raises(ValueError, match="per_call_dir"):

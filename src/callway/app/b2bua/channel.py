@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from callway.app.b2bua.confbridge import run_confbridge
@@ -21,6 +22,7 @@ from callway.app.b2bua.legs import InboundLeg, Leg
 from callway.app.b2bua.media import CallMedia
 from callway.app.b2bua.timers import Negotiated, negotiate
 from callway.media.conference import ConferenceRoom
+from callway.ops.logs import call_context
 from callway.pbx.dialplan.actions import (
     Action,
     Answer,
@@ -79,20 +81,39 @@ class Channel:
         self.callback_state = ""
         self.early_body: bytes | None = None  # our SDP answer sent in a 183 (early media)
         self.timers = Negotiated()
+        self.call_ids: list[str] = [leg.invite.call_id]  # the caller's, then each callee leg's
+        self.on_call_id: Callable[[str], None] | None = None  # told each new callee leg's
+        self.on_end: list[Callable[[], None]] = []  # called once the channel is over
         leg.listener = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run the call to its end, whatever happens."""
-        try:
-            if self._check_timers() and self._check_offer():
-                await self._run_dialplan()
-        except Exception:
-            log.exception("%s: channel failed", self.name)
-            self._hangup(500)
-        finally:
-            await self._cleanup()
+        """Run the call to its end, whatever happens.
+
+        Every log line of this task (and of the tasks it starts) carries the
+        caller's Call-ID.
+        """
+        with call_context(self.leg.invite.call_id):
+            try:
+                if self._check_timers() and self._check_offer():
+                    await self._run_dialplan()
+            except Exception:
+                log.exception("%s: channel failed", self.name)
+                self._hangup(500)
+            finally:
+                await self._cleanup()
+                for hook in self.on_end:
+                    try:
+                        hook()
+                    except Exception:
+                        log.exception("%s: end hook failed", self.name)
+
+    def add_call_id(self, call_id: str) -> None:
+        """A callee leg of this channel with its own Call-ID (before its INVITE is sent)."""
+        self.call_ids.append(call_id)
+        if self.on_call_id is not None:
+            self.on_call_id(call_id)
 
     def _check_timers(self) -> bool:
         """RFC 4028 §8.1/§9: 422 when Session-Expires is below our Min-SE, 421 if required."""

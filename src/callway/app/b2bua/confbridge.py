@@ -82,13 +82,41 @@ async def _refuse(channel: Channel, room_name: str) -> dict[str, str]:
     return {"CONFBRIDGE_RESULT": "FAILED"}
 
 
+async def _redirected(channel: Channel, room_name: str) -> bool:
+    """Cluster (Redis store): the room lives on another node: 302 to it (True).
+
+    The first node to open a room claims it in Redis (see
+    :mod:`callway.store.redis_state`); a joiner landing elsewhere is redirected
+    to ``sip:ROOM@OWNER`` before anything is answered (so the dialplan must
+    not ``Answer()`` before ``ConfBridge()`` for rooms shared by a cluster).
+    """
+    cluster = channel.service.cluster
+    if cluster is None or room_name in channel.service.rooms:
+        return False
+    owner = await cluster.claim_room(room_name)
+    if owner.node == cluster.node_id or not owner.uri.startswith("sip:"):
+        return False
+    if channel.leg.answered:  # Answer() ran before ConfBridge(): too late for a 3xx
+        log.warning("%s: room %s lives on node %s but the call is already answered: "
+                    "joining a local room", channel.name, room_name, owner.node)  # fmt: skip
+        return False
+    contact = f"<sip:{room_name}@{owner.uri.removeprefix('sip:')}>"
+    log.info("%s: room %s lives on node %s: redirecting to %s", channel.name, room_name,
+             owner.node, contact)  # fmt: skip
+    channel.disposition = "REDIRECTED"
+    channel.leg.respond(302, extra=(("Contact", contact),))
+    return True
+
+
 async def run_confbridge(channel: Channel, action: ConfBridge) -> dict[str, str]:
     """Answer, (ask the PIN,) join the room, stay until the caller hangs up or is kicked."""
+    room_name, number = resolve_room(channel, action.room)
+    if await _redirected(channel, room_name):
+        return {"CONFBRIDGE_RESULT": "REDIRECTED"}
     if not channel.answer():
         return {"CONFBRIDGE_RESULT": "FAILED"}
     media = channel.media
     assert media is not None
-    room_name, number = resolve_room(channel, action.room)
     bridge_opts = _options(action.bridge_profile)
     user_opts = _options(action.user_profile)
     pin = user_opts.get("pin", "")

@@ -177,6 +177,7 @@ class Dialer:
                 extra=tuple(("Route", hop) for hop in binding.path),
             )
             log.debug("%s: ringing %s at %s", channel.name, endpoint.name, binding.source)
+            channel.add_call_id(leg.call_id)
             leg.start()
             self.legs.append(leg)
 

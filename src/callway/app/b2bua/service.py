@@ -33,6 +33,7 @@ from callway.sip.message import Request, make_response
 from callway.sip.transaction import ServerTransactionKey
 from callway.sip.uri import SipURI
 from callway.store.cdr import CdrRow, SqliteCdrStore
+from callway.store.redis_state import RedisState
 
 log = logging.getLogger("callway.calls")
 
@@ -97,6 +98,7 @@ class CallService:
         self.max_calls = 0
         self.rooms = RoomRegistry(pool)
         self.callback: CallbackService | None = None
+        self.cluster: RedisState | None = None  # shared call state ([store] url = redis://)
         self.events = EventBus()  # call events for the admin API's /api/v1/events
         self.records: list[CallRecord] = []
         self.on_record: list[Callable[[CallRecord], None]] = []
@@ -136,7 +138,10 @@ class CallService:
         channel = Channel(self, leg, endpoint, uri.user or "s", uid)
         self.channels[uid] = channel
         publish(channel, "call_started")
-        log.info("new call %s from %s to %s", channel.name, endpoint.name, uri.user)
+        log.info("new call %s from %s to %s", channel.name, endpoint.name, uri.user,
+                 extra={"call_id": request.call_id})  # fmt: skip
+        if self.cluster is not None:
+            self.cluster.record_dialog(request.call_id)
         task = asyncio.get_running_loop().create_task(channel.run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -206,6 +211,8 @@ class CallService:
     def channel_ended(self, channel: Channel) -> None:
         """Write the CDR and forget the channel."""
         self.channels.pop(channel.uid, None)
+        if self.cluster is not None:
+            self.cluster.forget_dialog(channel.leg.invite.call_id)
         end = time.time()
         record = CallRecord(
             uniqueid=channel.uid,
