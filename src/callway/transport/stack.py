@@ -67,6 +67,7 @@ class SipStack:
         self.guard: Guard | None = None
         #: Beyond this many live transactions new requests get 503 (0: no cap).
         self.max_transactions = 0
+        self.closed = False
         self.stream_limits: StreamLimits | None = None
         self.limit_hits: Counter[str] = Counter()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -114,9 +115,11 @@ class SipStack:
             endpoint.start(loop)
 
     async def close(self) -> None:
-        """Close every socket."""
+        """Close every socket; nothing is sent or retransmitted afterwards."""
+        self.closed = True
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
         for endpoint in self.udp:
             endpoint.close()
         for server in self.streams:
@@ -207,6 +210,8 @@ class SipStack:
 
     def send_bytes(self, data: bytes, dest: Address) -> None:
         """Put bytes on the wire towards ``dest`` through the right transport."""
+        if self.closed:
+            return
         if self.trace is not None:
             self.trace("send", data, dest)
         if dest.transport == "udp":
@@ -254,6 +259,8 @@ class SipStack:
         self._arm_timer()
 
     def _arm_timer(self) -> None:
+        if self.closed:
+            return
         deadline = self.transactions.get_timer()
         if deadline is not None:
             deadline = math.ceil(deadline / TIMER_GRID) * TIMER_GRID
@@ -270,6 +277,8 @@ class SipStack:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
+        if self.closed:
+            return
         self.transactions.handle_timer(self.clock())
         self.pump()
 
