@@ -46,6 +46,7 @@ and ``jitter_ms``.  Multiplexed RTCP is not inspected.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -58,6 +59,7 @@ from callway.media.srtp import LegCrypto
 from callway.rtp.latch import Latch, SocketAddress
 from callway.rtp.packet import ReceiverReport, SenderReport, parse_rtcp
 from callway.rtp.transcode import Transcoder
+from callway.stun.server import binding_response
 
 __all__ = ["LegStats", "RelayLeg", "RelaySession"]
 
@@ -404,6 +406,12 @@ class RelaySession:
             except OSError as exc:  # e.g. an ICMP error queued on the socket
                 log.debug("relay receive error: %s", exc)
                 continue
+            if data and data[0] < 4:  # RFC 7983: STUN (keep-alive, consent) on the media port
+                reply = binding_response(bytes(data), source)
+                if reply is not None:
+                    with contextlib.suppress(OSError):
+                        src.sendto(reply, source)
+                    continue
             if (source != src.remote or not src.latched) and not _admit(src, source, now):
                 src.dropped += 1
                 continue

@@ -296,3 +296,30 @@ def test_rtcp_reports_give_loss_and_jitter(pool: PortPool) -> None:
             sock.close()
 
     run(scenario)
+
+
+def test_stun_on_the_media_port_is_answered_not_relayed(pool: PortPool) -> None:
+    """RFC 7983: a STUN Binding to a relay port gets our view of its source."""
+    from callway.stun.message import MessageClass, Method, StunMessage, decode, encode
+
+    async def scenario() -> tuple[tuple[str, int], tuple[str, int], int]:
+        loop = asyncio.get_running_loop()
+        session = RelaySession(pool, symmetric=True)
+        session.start(loop)
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.bind((HOST, 0))
+        client.setblocking(False)
+        try:
+            request = StunMessage(Method.BINDING, MessageClass.REQUEST, b"\x01" * 12)
+            client.sendto(encode(request), (HOST, session.a.local_port))
+            data = await asyncio.wait_for(loop.sock_recv(client, 2048), 2.0)
+            mapped = decode(data).address(0x0020)
+            assert mapped is not None
+            return (mapped.host, mapped.port), client.getsockname(), session.a.stats().packets_in
+        finally:
+            client.close()
+            session.close()
+
+    mapped, own, relayed = asyncio.run(scenario())
+    assert mapped == own
+    assert relayed == 0
