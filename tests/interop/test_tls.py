@@ -124,3 +124,79 @@ def test_certificate_reload_on_sighup(pbx_factory: PbxFactory, tmp_path: Path) -
         after = peer_certificate(tls_port)
     assert after != before
     assert probe_tls(tls_port).returncode == 0
+
+
+def _client_cert(ca_dir: Path, out: Path, *, expired: bool) -> tuple[Path, Path]:
+    """A client certificate signed by the CA in ``ca_dir`` (optionally already expired)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    ca_cert = x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    start, end = (now - datetime.timedelta(days=30), now - datetime.timedelta(days=1)) if expired \
+        else (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=30))  # fmt: skip
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "phone")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .sign(ca_key, hashes.SHA256())
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "client.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (out / "client.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return out / "client.crt", out / "client.key"
+
+
+def _options_over_tls(port: int, cert: Path, key: Path) -> bytes:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.load_cert_chain(cert, key)
+    request = (
+        f"OPTIONS sip:s@127.0.0.1:{port};transport=tls SIP/2.0\r\n"
+        "Via: SIP/2.0/TLS 127.0.0.1:9;branch=z9hG4bKtlsclient;rport\r\n"
+        "From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:s@127.0.0.1>\r\nCall-ID: tlsclient\r\n"
+        "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=3) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
+        tls.sendall(request)
+        return tls.recv(4096)
+
+
+def test_wrong_or_expired_client_certificate_refused(pbx_factory: PbxFactory,
+                                                     tmp_path: Path) -> None:  # fmt: skip
+    cert, key, ca = make_cert(tmp_path / "certs")
+    make_cert(tmp_path / "other")  # another CA nobody trusts
+    tls_port = free_sip_port()
+    pbx_factory(extra_pjsip=tls_transport(tls_port, cert, key, "verify_client=yes\n"
+                                          f"ca_list_file={ca}\n"))  # fmt: skip
+    good = _client_cert(tmp_path / "certs", tmp_path / "good", expired=False)
+    assert _options_over_tls(tls_port, *good).startswith(b"SIP/2.0 200")
+    for name, cert_pair in (
+        ("wrong CA", _client_cert(tmp_path / "other", tmp_path / "wrong", expired=False)),
+        ("expired", _client_cert(tmp_path / "certs", tmp_path / "expired", expired=True)),
+    ):
+        with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError, OSError)):
+            answer = _options_over_tls(tls_port, *cert_pair)
+            if not answer:  # closed by the server after the handshake
+                raise ConnectionResetError(name)
