@@ -6,6 +6,7 @@ import logging
 
 from callway.app.b2bua.manager import CallManager
 from callway.app.b2bua.service import CallService
+from callway.ops.logs import call_context
 from callway.pbx.core import PbxCore, validation_response
 from callway.sip.transaction import (
     AckReceived,
@@ -32,7 +33,12 @@ class PbxTransactionUser:
         self.layer = layer
 
     def handle_event(self, event: TransactionEvent, now: float) -> None:
-        """One event from the transaction layer."""
+        """One event from the transaction layer, logged under its message's Call-ID."""
+        message = getattr(event, "request", None) or getattr(event, "response", None)
+        with call_context(message.get("call-id") if message is not None else None):
+            self._dispatch(event, now)
+
+    def _dispatch(self, event: TransactionEvent, now: float) -> None:
         if isinstance(event, RequestReceived):
             self._request(event, now)
         elif isinstance(event, AckReceived):
