@@ -1,6 +1,6 @@
 """Network namespaces for tests: several hosts on one private LAN, on one machine.
 
-Recipe from /work/shared/PEERS.md.  A :class:`Lab` creates a *bridge
+Recipe from shared/PEERS.md (beside the repository).  A :class:`Lab` creates a *bridge
 namespace* holding a Linux bridge, and one namespace per host, each joined to
 the bridge by a veth pair (``eth0`` inside the host, ``p<n>`` on the bridge
 side).  Addresses come from a private ``10.x.y.0/24`` that exists only inside

@@ -1,6 +1,6 @@
 """Third-party SIP peers (sipp, sipsak, baresip, pjsua2) driven from tests.
 
-Recipes follow /work/shared/PEERS.md: every peer gets explicit loopback
+Recipes follow shared/PEERS.md (beside the repository): every peer gets explicit loopback
 addresses and ports, runs bounded in time and is stopped by its own PID.
 """
 
