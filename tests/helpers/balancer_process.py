@@ -10,8 +10,6 @@ lines its ``<log>`` actions wrote, so a test can tell which node got which call.
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 import shutil
 import signal
 import subprocess
@@ -22,12 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from tests.helpers.managed import ManagedProcess, StartError
 from tests.helpers.peers import SCENARIOS
 from tests.helpers.ports import free_port_pair_block, free_sip_port
 
 READY_MARKER = "callway balancer ready"
-READY_TIMEOUT = 10.0
-STOP_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +75,16 @@ def balancer_toml(
     )
 
 
-class BalancerStartError(RuntimeError):
+class BalancerStartError(StartError):
     """The balancer did not print its ready line in time (or exited)."""
 
 
-class BalancerProcess:
+class BalancerProcess(ManagedProcess):
     """One ``callway balancer -c DIR`` process (restartable, reloadable)."""
+
+    name = "callway balancer"
+    ready_marker = READY_MARKER
+    start_error = BalancerStartError
 
     def __init__(
         self,
@@ -93,18 +94,8 @@ class BalancerProcess:
         env: dict[str, str] | None = None,
         workers: int = 1,
     ):
-        self.config_dir = config_dir
-        self.sip_port = sip_port
-        self.env = env
+        super().__init__(config_dir, sip_port, env=env)
         self.workers = workers
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-        self._logs: list[Path] = []
-        self._log_handle: IO[bytes] | None = None
-
-    @property
-    def host(self) -> str:
-        return "127.0.0.1"
 
     @property
     def target(self) -> str:
@@ -133,74 +124,10 @@ class BalancerProcess:
             capture_output=True, text=True, timeout=20, check=False,
         )  # fmt: skip
 
-    def start(self, timeout: float = READY_TIMEOUT) -> BalancerProcess:
-        if self.running:
-            raise RuntimeError("balancer already running")
-        self.starts += 1
-        log = self.config_dir / f"balancer-stderr-{self.starts}.log"
-        self._logs.append(log)
-        self._log_handle = log.open("wb")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env.update(self.env or {})
-        self.proc = subprocess.Popen(
-            self.argv, stdin=subprocess.DEVNULL, stdout=self._log_handle,
-            stderr=subprocess.STDOUT, cwd=self.config_dir, env=env,
-        )  # fmt: skip
-        try:
-            self.wait_log(READY_MARKER, timeout=timeout)
-        except AssertionError as exc:
-            self.stop()
-            raise BalancerStartError(str(exc)) from None
-        return self
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds."""
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
-        if self._log_handle is not None:
-            self._log_handle.close()
-            self._log_handle = None
-        return proc.returncode
-
     def reload(self) -> None:
         """SIGHUP: re-read dispatcher.list."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGHUP)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_text(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in self._logs if p.exists())
-
-    def wait_log(self, pattern: str, *, timeout: float = 10.0, count: int = 1) -> str:
-        """Wait until ``pattern`` (a regex) matches ``count`` times in the log; the last match."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            found = regex.findall(self.log_text())
-            if len(found) >= count:
-                return str(found[-1])
-            if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(
-                    f"balancer exited {self.proc.returncode} waiting for {pattern!r}:\n"
-                    + self.log_text()[-6000:]
-                )
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"no {pattern!r} in the balancer log within {timeout} s:\n"
-                    + self.log_text()[-6000:]
-                )
-            time.sleep(0.05)
 
 
 def write_balancer_config(config_dir: Path, nodes: Sequence[Node], toml: str) -> None:

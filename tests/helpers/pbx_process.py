@@ -8,21 +8,17 @@ bound to a free loopback port instead of ``0.0.0.0:5061``.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from tests.helpers.managed import READY_TIMEOUT, ManagedProcess, StartError
 from tests.helpers.ports import free_sip_port
 
 READY_MARKER = "callway pbx ready"
-READY_TIMEOUT = 10.0
-STOP_TIMEOUT = 5.0
 USERS = ("8005", "8006")
 REALM = "asterisk"
 
@@ -85,12 +81,16 @@ def pjsip_conf(
     return "\n".join(parts)
 
 
-class PbxStartError(RuntimeError):
+class PbxStartError(StartError):
     """The PBX did not print its ready line in time (or exited)."""
 
 
-class PbxProcess:
+class PbxProcess(ManagedProcess):
     """One ``callway pbx`` process over a config directory (restartable)."""
+
+    name = "callway pbx"
+    ready_marker = READY_MARKER
+    start_error = PbxStartError
 
     def __init__(
         self,
@@ -101,24 +101,13 @@ class PbxProcess:
         env: dict[str, str] | None = None,
         log_args: tuple[str, ...] = (),
     ) -> None:
-        self.config_dir = config_dir
+        super().__init__(config_dir, sip_port, ready_timeout=ready_timeout, env=env)
         self.log_args = log_args  # global options before the subcommand: -v, --log-json
-        self.sip_port = sip_port
-        self.ready_timeout = ready_timeout
-        self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-        self._logs: list[Path] = []
-        self._log_handle: IO[bytes] | None = None
 
     # -- paths --------------------------------------------------------------
     @property
     def sqlite_path(self) -> Path:
         return self.config_dir / "callway.sqlite"
-
-    @property
-    def host(self) -> str:
-        return "127.0.0.1"
 
     @property
     def uri(self) -> str:
@@ -128,88 +117,7 @@ class PbxProcess:
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "callway", *self.log_args, "pbx", "-c", str(self.config_dir)]
 
-    # -- lifecycle ----------------------------------------------------------
-    def start(self) -> PbxProcess:
-        if self.proc is not None and self.proc.poll() is None:
-            raise RuntimeError("PBX already running")
-        self.starts += 1
-        log = self.config_dir / f"pbx-stderr-{self.starts}.log"
-        self._logs.append(log)
-        self._log_handle = log.open("wb")
-        env = dict(os.environ)
-        env["PYTHONUNBUFFERED"] = "1"
-        if self.env:
-            env.update(self.env)
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_handle,
-            stderr=subprocess.STDOUT,
-            cwd=self.config_dir,
-            env=env,
-        )
-        self._wait_ready(log)
-        return self
-
-    def _wait_ready(self, log: Path) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if READY_MARKER in log.read_text(errors="replace"):
-                return
-            if self.proc.poll() is not None:
-                raise PbxStartError(
-                    f"callway pbx exited with {self.proc.returncode} before ready:\n"
-                    + self.stderr_text()
-                )
-            time.sleep(0.05)
-        self.stop()
-        raise PbxStartError(
-            f"callway pbx not ready within {self.ready_timeout} s:\n" + self.stderr_text()
-        )
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds; returns the exit code."""
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
-        if self._log_handle is not None:
-            self._log_handle.close()
-            self._log_handle = None
-        return proc.returncode
-
-    def kill(self) -> None:
-        """SIGKILL at once (a crash)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(STOP_TIMEOUT)
-        self.stop()
-
-    def restart(self) -> PbxProcess:
-        """Graceful stop and start again on the same directory and port."""
-        self.stop()
-        return self.start()
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     # -- inspection ---------------------------------------------------------
-    def stderr_text(self) -> str:
-        """Everything the process (all its starts) wrote to stderr/stdout."""
-        chunks: list[str] = []
-        for index, log in enumerate(self._logs, start=1):
-            text = log.read_text(errors="replace") if log.exists() else ""
-            chunks.append(f"----- callway pbx run {index} ({log.name}) -----\n{text}")
-        return "\n".join(chunks)
-
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         """Read-only query on the PBX's SQLite state file."""
         if not self.sqlite_path.exists():

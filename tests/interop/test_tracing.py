@@ -1,12 +1,7 @@
 """SIP tracing of a real ``callway pbx``: pcap files tshark decodes, HEP a collector reads.
 
-The PBX runs as a real process with its SIP stack's trace hook fed to
-``callway.ops`` tracing.  While ``[trace]`` is not yet wired into
-``callway.toml`` and the PBX app, a small launcher (``python -c LAUNCHER pbx
--c DIR``) attaches ``build_tracer(TraceSettings(...))`` to every ``SipStack``
-the process creates -- the same hook and the same call the wiring will make.
-Once the wiring exists, the ``[trace]`` section is written to callway.toml
-instead and the PBX runs unmodified.
+The PBX runs as a real, unmodified process with a ``[trace]`` section in its
+``callway.toml``.
 
 - A sipp call 8005 -> 8006: ``tshark -r`` on the global capture lists each
   leg's SIP methods and statuses in the order sipp sent and received them, and
@@ -18,7 +13,6 @@ instead and the PBX runs unmodified.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import shutil
@@ -34,8 +28,6 @@ from pathlib import Path
 
 import pytest
 
-import callway.app.pbx as pbx_app
-from callway.config.toml import CallwaySettings
 from callway.ops.ladder import describe_file
 from tests.helpers.pbx_process import PbxProcess, write_config
 from tests.helpers.peers import SippResult, require_binary, run_sipp
@@ -44,43 +36,6 @@ from tests.unit.ops.hepread import decode_hep3, fields
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 
-LAUNCHER = """
-import json, os, sys
-import callway.transport.stack as stack_module
-from callway.ops.config import TraceSettings, build_tracer
-
-settings = TraceSettings(**json.loads(os.environ["CALLWAY_TEST_TRACE"]))
-original = stack_module.SipStack.__init__
-tracers = []
-
-def traced_init(self, *args, **kwargs):
-    original(self, *args, **kwargs)
-    if self.trace is None:
-        if not tracers:
-            tracers.append(build_tracer(settings, local_for=self.default_local))
-        self.trace = tracers[0]
-
-stack_module.SipStack.__init__ = traced_init
-from callway.cli.main import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-def trace_wired() -> bool:
-    """True once callway.toml has ``[trace]`` and the PBX app builds the tracer."""
-    names = {f.name for f in dataclasses.fields(CallwaySettings)}
-    return "trace" in names and "build_tracer" in Path(pbx_app.__file__).read_text()
-
-
-class TracedPbx(PbxProcess):
-    """``callway pbx`` with tracing, through the launcher until the wiring exists."""
-
-    @property
-    def argv(self) -> list[str]:
-        if trace_wired():
-            return super().argv
-        return [sys.executable, "-c", LAUNCHER, "pbx", "-c", str(self.config_dir)]
-
 
 @contextmanager
 def traced_pbx(
@@ -88,11 +43,9 @@ def traced_pbx(
 ) -> Iterator[PbxProcess]:
     config_dir = tmp_path / "pbx"
     port = free_sip_port()
-    toml = ""
-    if trace_wired():
-        toml = "[trace]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in trace.items())
+    toml = "[trace]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in trace.items())
     write_config(config_dir, port, extra_pjsip=extra_pjsip, toml=toml)
-    pbx = TracedPbx(config_dir, port, env={"CALLWAY_TEST_TRACE": json.dumps(trace)})
+    pbx = PbxProcess(config_dir, port)
     try:
         pbx.start()
         yield pbx
