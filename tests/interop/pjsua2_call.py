@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg.medConfig.sndClockRate = 8000
         cfg.medConfig.noVad = True
         cfg.medConfig.ecTailLen = 0
+        # A fixed 20 ms prefetch: the adaptive default shrinks the delay mid-call by
+        # discarding frames, which a recording compared sample by sample hears.
+        cfg.medConfig.jbInit = cfg.medConfig.jbMinPre = cfg.medConfig.jbMaxPre = 20
         ep.libInit(cfg)
         ep.audDevManager().setNullDev()
         for codec in ep.codecEnum2():
