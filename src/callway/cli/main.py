@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from callway.cli.relay_cmd import add_relay_parser
 from callway.cli.stun_cmd import add_stun_parser
 from callway.config.errors import ConfigError
 
@@ -203,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("-q", "--quiet", action="store_true", help="print nothing")
     probe.set_defaults(func=_cmd_probe, verbose=0)
     add_stun_parser(sub)
+    add_relay_parser(sub)
     trace = sub.add_parser("trace", help="draw the SIP ladder of a callway (or tcpdump) pcap")
     trace.add_argument("file")
     trace.add_argument("--call-id", help="only this call")

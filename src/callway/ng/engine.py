@@ -119,6 +119,8 @@ class NgEngine:
         self.calls: dict[str, Call] = {}
         self.dropped = 0  # datagrams without a cookie
         self.commands: dict[str, int] = {}
+        # Told of each request carried out and its reply (the shell logs them).
+        self.observer: Callable[[Request, Reply], None] | None = None
         self._handlers: dict[str, Callable[[Request, float], Reply]] = {
             "ping": self._ping,
             "offer": self._offer,
@@ -140,9 +142,16 @@ class NgEngine:
         if cached is not None:
             return cached
         try:
-            reply = self.execute(parse_request(payload), now)
+            request = parse_request(payload)
         except NgError as exc:
             reply = error_reply(exc.reason)
+        else:
+            try:
+                reply = self.execute(request, now)
+            except NgError as exc:
+                reply = error_reply(exc.reason)
+            if self.observer is not None:
+                self.observer(request, reply)
         data = format_reply(cookie, reply)
         self.cache.put(cookie, data, now)
         return data

@@ -1,0 +1,412 @@
+"""``callway relay`` as the media relay of a real Kamailio (its ``rtpengine`` module).
+
+The seed splits the media relay out of the PBX as its own service behind
+Kamailio (SEED.md §7).  Here Debian's Kamailio runs the seed's dispatcher
+config plus ``rtpengine_manage()`` (``bench/kamailio-rtpengine.cfg``), with
+``rtpengine_sock`` pointed at ``callway relay``, in front of a ``callway
+pbx``:
+
+* Kamailio pings the relay at start-up and marks it usable
+  (``kamcmd rtpengine.show all``: ``disabled: 0``); a Kamailio pointed at a
+  port where nothing answers marks its relay disabled.
+* baresip 8005 calls 8006 through Kamailio: both hear each other (the same
+  audio scoring as ``test_calls_audio.py``), the SDP each phone receives
+  names the relay's media address (127.0.0.2) and ports, the relay's
+  ``query`` counts packets both ways on both calls (caller-PBX and
+  PBX-callee), and after the hang-up the relay holds no call and every port
+  it used can be bound again.
+* Without Kamailio, over the ng socket: media is relayed between the
+  addresses of the offer and the answer, a retransmitted command gets the
+  first reply, and a call without media is deleted after ``--timeout``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from callway.ng.bencode import BValue, decode, encode
+from tests.helpers.balancer_process import KAMAILIO_MPATH, BalancerProcess, Node, dispatcher_list
+from tests.helpers.managed import ManagedProcess, StartError
+from tests.helpers.peers import Baresip, require_binary
+from tests.helpers.ports import free_rtp_range, free_sip_port, free_udp_port, port_is_free
+from tests.interop.conftest import PbxFactory
+from tests.interop.test_calls_audio import (
+    CALL_SECONDS,
+    SENTENCE_A,
+    SENTENCE_B,
+    assert_heard,
+    recording,
+    speech_wav,
+    wait_event,
+)
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
+
+RELAY_MEDIA_IP = "127.0.0.2"  # a loopback address of its own: the phones' SDP must name it
+KAMAILIO_CFG = Path(__file__).resolve().parents[2] / "bench" / "kamailio-rtpengine.cfg"
+SUPPORT_PATH = "".join(f"[{user}](+type=aor)\nsupport_path=yes\n" for user in ("8005", "8006"))
+
+
+# --------------------------------------------------------------------------
+# callway relay as a process, and an ng client
+# --------------------------------------------------------------------------
+class RelayProcess(ManagedProcess):
+    """``python -m callway relay --listen udp:127.0.0.1:P --media-ip IP --ports A-B``."""
+
+    name = "callway relay"
+    ready_marker = "callway relay ready"
+    start_error = StartError
+
+    def __init__(self, workdir: Path, ng_port: int, ports: tuple[int, int], timeout: float) -> None:
+        super().__init__(workdir, ng_port)
+        self.ports = ports
+        self.timeout = timeout
+
+    @property
+    def ng_port(self) -> int:
+        return self.sip_port
+
+    @property
+    def argv(self) -> list[str]:
+        first, last = self.ports
+        return [
+            sys.executable, "-m", "callway", "relay", "--listen", f"udp:127.0.0.1:{self.ng_port}",
+            "--media-ip", RELAY_MEDIA_IP, "--ports", f"{first}-{last}",
+            "--timeout", str(self.timeout),
+        ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def run_relay(workdir: Path, *, timeout: float = 60.0, ports: int = 40) -> Iterator[RelayProcess]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    relay = RelayProcess(workdir, free_udp_port(), free_rtp_range(ports), timeout)
+    relay.start()
+    try:
+        yield relay
+    except BaseException:
+        print(f"--- callway relay log ---\n{relay.log_text()[-12000:]}", file=sys.stderr)
+        raise
+    finally:
+        relay.stop()
+
+
+class NgClient:
+    """Sends ng commands over UDP like Kamailio's module does; decodes the replies."""
+
+    _cookies = itertools.count(1)
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.address = (host, port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.settimeout(3.0)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def raw(self, datagram: bytes) -> bytes:
+        self.sock.sendto(datagram, self.address)
+        reply, _ = self.sock.recvfrom(65535)
+        return reply
+
+    def datagram(self, command: str, **keys: object) -> bytes:
+        request = {"command": command, **{k.replace("_", "-"): v for k, v in keys.items()}}
+        return b"t_%d_%d " % (id(self), next(self._cookies)) + encode(request)  # type: ignore[arg-type]
+
+    def __call__(self, command: str, **keys: object) -> dict[bytes, BValue]:
+        datagram = self.datagram(command, **keys)
+        reply = self.raw(datagram)
+        cookie, _, body = reply.partition(b" ")
+        assert cookie == datagram.split(b" ", 1)[0]
+        value = decode(body)
+        assert isinstance(value, dict)
+        return value
+
+    def calls(self) -> list[str]:
+        calls = self("list")[b"calls"]
+        assert isinstance(calls, list)
+        return [bytes(c).decode() for c in calls]  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def ng_client(port: int) -> Iterator[NgClient]:
+    client = NgClient(port)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def relay_ports(query: dict[bytes, BValue]) -> list[int]:
+    """Every ``local port`` a ``query`` reply names."""
+    return [int(p) for p in re.findall(rb"10:local porti(\d+)e", encode(query))]  # type: ignore[arg-type]
+
+
+def stream_stats(query: dict[bytes, BValue]) -> dict[str, int]:
+    """Packets received from each tag's party (the first stream of each tag)."""
+    tags = query[b"tags"]
+    assert isinstance(tags, dict)
+    out: dict[str, int] = {}
+    for tag, entry in tags.items():
+        medias = entry[b"medias"]  # type: ignore[index,call-overload]
+        out[tag.decode()] = int(medias[0][b"streams"][0][b"stats"][b"packets"])
+    return out
+
+
+def ports_free(ports: Sequence[int]) -> list[int]:
+    """The RTP and RTCP ports (of the RTP ports given) that cannot be bound on the relay's IP."""
+    busy: list[int] = []
+    for port in ports:
+        for candidate in (port, port + 1):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                try:
+                    sock.bind((RELAY_MEDIA_IP, candidate))
+                except OSError:
+                    busy.append(candidate)
+    return busy
+
+
+# --------------------------------------------------------------------------
+# Kamailio with the rtpengine module
+# --------------------------------------------------------------------------
+def kamailio_cfg(port: int, list_file: Path, ng_port: int, ctl: Path) -> str:
+    text = KAMAILIO_CFG.read_text()
+    values = {"PORT": port, "CHILDREN": 2, "MPATH": KAMAILIO_MPATH, "LIST": list_file,
+              "PING": 1, "DEBUG": 1, "NG": f"udp:127.0.0.1:{ng_port}", "CTL": ctl}  # fmt: skip
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", str(value))
+    return text
+
+
+class Kamailio(BalancerProcess):
+    """The Kamailio process, seen through the balancer helper (``sip_port``, logs)."""
+
+    ctl: Path
+
+    def kamcmd(self, *command: str) -> str:
+        binary = shutil.which("kamcmd") or "/usr/sbin/kamcmd"
+        done = subprocess.run(
+            [binary, "-s", f"unix:{self.ctl}", *command],
+            capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+        return done.stdout + done.stderr
+
+
+@contextlib.contextmanager
+def run_kamailio(workdir: Path, nodes: Sequence[Node], ng_port: int) -> Iterator[Kamailio]:
+    """``kamailio -DD -E`` with ``bench/kamailio-rtpengine.cfg``, stopped by its PID."""
+    binary = require_binary("kamailio")
+    workdir.mkdir(parents=True, exist_ok=True)
+    sip_port = free_sip_port()
+    list_file = workdir / "dispatcher.list"
+    list_file.write_text(dispatcher_list(nodes))
+    ctl = workdir / "kamailio.ctl"
+    cfg = workdir / "kamailio.cfg"
+    cfg.write_text(kamailio_cfg(sip_port, list_file, ng_port, ctl))
+    rundir = workdir / "run"
+    rundir.mkdir(exist_ok=True)
+    log = workdir / "kamailio-stderr-1.log"
+    argv = [binary, "-DD", "-E", "-f", str(cfg), "-x", "tlsf", "-X", "tlsf", "-m", "64",
+            "-P", str(workdir / "kamailio.pid"), "-Y", str(rundir), "-w", str(rundir)]  # fmt: skip
+    view = Kamailio(workdir, sip_port)
+    view.ctl = ctl
+    view._logs.append(log)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        view.proc = proc
+        try:
+            deadline = time.monotonic() + 10.0
+            while port_is_free(sip_port, tcp=False) or not ctl.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise StartError(f"kamailio did not start:\n{view.log_text()}")
+                time.sleep(0.05)
+            time.sleep(0.3)  # the workers' start-up ping of the relay
+            yield view
+        except BaseException:
+            print(f"--- kamailio log ---\n{view.log_text()[-12000:]}", file=sys.stderr)
+            raise
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+# --------------------------------------------------------------------------
+# Kamailio's view of the relay
+# --------------------------------------------------------------------------
+def test_kamailio_pings_callway_relay_and_marks_it_usable(tmp_path: Path) -> None:
+    require_binary("kamcmd")
+    nodes = [Node("sip:127.0.0.1:9", 0)]
+    with run_relay(tmp_path / "relay") as relay:
+        with run_kamailio(tmp_path / "kamailio", nodes, relay.ng_port) as kamailio:
+            shown = kamailio.kamcmd("rtpengine.show", "all")
+            print(shown)
+            assert f"udp:127.0.0.1:{relay.ng_port}" in shown, shown
+            assert re.search(r"disabled:\s*0\b", shown), shown
+            pinged = kamailio.kamcmd("rtpengine.ping", "all")
+            assert "success" in pinged, pinged
+        relay.wait_log(r"ng ping call-id=None from-tag=None to-tag=None: pong", count=2)
+    # control: a Kamailio whose relay does not answer marks it disabled
+    with run_kamailio(tmp_path / "kamailio-2", nodes, free_udp_port()) as kamailio:
+        time.sleep(1.5)  # its start-up ping times out (rtpengine_tout_ms 500)
+        shown = kamailio.kamcmd("rtpengine.show", "all")
+        assert re.search(r"disabled:\s*1\b", shown), shown
+
+
+# --------------------------------------------------------------------------
+# a call through Kamailio + callway relay + callway pbx
+# --------------------------------------------------------------------------
+def received_sdp(phone: Baresip, start: str) -> str:
+    """The body of the first message starting with ``start`` the phone received."""
+    own = f"127.0.0.1:{phone.sip_port}"
+    for message in phone.sip_trace_messages():
+        if message.dst == own and message.start_line.startswith(start) and "v=0" in message.text:
+            return message.text[message.text.index("v=0") :]
+    raise AssertionError(
+        f"{phone.user} received no {start!r} with SDP:\n{phone.log_text()[-6000:]}"
+    )
+
+
+def test_call_through_kamailio_and_callway_relay(pbx_factory: PbxFactory, tmp_path: Path) -> None:
+    require_binary("baresip")
+    pbx = pbx_factory(extra_pjsip=SUPPORT_PATH)
+    sent_a = speech_wav(tmp_path / "a.wav", SENTENCE_A, voice="en-us")
+    sent_b = speech_wav(tmp_path / "b.wav", SENTENCE_B, voice="en-gb")
+    with (
+        run_relay(tmp_path / "relay") as relay,
+        ng_client(relay.ng_port) as ng,
+        run_kamailio(tmp_path / "kamailio", [Node(pbx.uri, 0)], relay.ng_port) as kamailio,
+    ):
+        caller = Baresip(tmp_path / "baresip-8005", "8005", "8005", kamailio.sip_port)
+        callee = Baresip(tmp_path / "baresip-8006", "8006", "8006", kamailio.sip_port)
+        caller.audio_in, callee.audio_in = sent_a, sent_b
+        with caller, callee:
+            caller.wait_registered()
+            callee.wait_registered()
+            caller.dial(f"sip:8006@127.0.0.1:{kamailio.sip_port}")
+            wait_event(caller, "CALL_ESTABLISHED")
+            wait_event(callee, "CALL_ESTABLISHED")
+            time.sleep(CALL_SECONDS)
+            calls = ng.calls()
+            queries = {call_id: ng("query", call_id=call_id) for call_id in calls}
+            caller.hangup()
+            wait_event(callee, "CALL_CLOSED")
+            wait_event(caller, "CALL_CLOSED")
+        deadline = time.monotonic() + 5.0
+        while ng.calls() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = ng.calls()
+        print(f"relay log:\n{relay.log_text()[-3000:]}")
+    # two calls at the relay: phone 8005 <-> PBX, and PBX <-> phone 8006
+    assert len(calls) == 2, calls
+    used: list[int] = []
+    for call_id, query in queries.items():
+        stats = stream_stats(query)
+        print(f"relay call {call_id}: packets received per tag {stats}, ports {relay_ports(query)}")
+        assert len(stats) == 2 and all(n > 100 for n in stats.values()), (call_id, stats)
+        used += relay_ports(query)
+    first, last = relay.ports
+    assert len(used) == 4 and all(first <= p <= last for p in used), used
+    # the phones were told the relay's address and ports
+    invite = received_sdp(callee, "INVITE")
+    ok = received_sdp(caller, "SIP/2.0 200")
+    for sdp in (invite, ok):
+        assert f"c=IN IP4 {RELAY_MEDIA_IP}" in sdp, sdp
+        port = int(re.search(r"m=audio (\d+)", sdp).group(1))  # type: ignore[union-attr]
+        assert port in used, (port, used)
+    # after the hang-up: no call, no port held
+    assert left == [], left
+    assert ports_free(used) == [], "ports still bound after the calls were deleted"
+    assert_heard(sent_a, recording(callee.rec_dir), "8006 hears 8005 through the relay")
+    assert_heard(sent_b, recording(caller.rec_dir), "8005 hears 8006 through the relay")
+
+
+# --------------------------------------------------------------------------
+# the ng socket on its own
+# --------------------------------------------------------------------------
+def sdp_for(port: int) -> str:
+    return (
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+
+
+def advertised(reply: dict[bytes, BValue]) -> tuple[str, int]:
+    sdp = reply[b"sdp"]
+    assert isinstance(sdp, bytes), reply
+    host = re.search(rb"c=IN IP4 (\S+)", sdp).group(1).decode()  # type: ignore[union-attr]
+    port = int(re.search(rb"m=audio (\d+)", sdp).group(1))  # type: ignore[union-attr]
+    return host, port
+
+
+def test_relay_forwards_media_between_offer_and_answer(tmp_path: Path) -> None:
+    with (
+        run_relay(tmp_path / "relay") as relay,
+        ng_client(relay.ng_port) as ng,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as alice,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as bob,
+    ):
+        for phone in (alice, bob):
+            phone.bind(("127.0.0.1", 0))
+            phone.settimeout(2.0)
+        a_port, b_port = alice.getsockname()[1], bob.getsockname()[1]
+        to_bob = advertised(ng("offer", call_id="m1", from_tag="alice", sdp=sdp_for(a_port)))
+        to_alice = advertised(
+            ng("answer", call_id="m1", from_tag="alice", to_tag="bob", sdp=sdp_for(b_port))
+        )
+        assert to_bob[0] == to_alice[0] == RELAY_MEDIA_IP
+        rtp = bytes([0x80, 0]) + bytes(10) + b"hello"
+        for n in range(5):
+            alice.sendto(rtp + bytes([n]), to_alice)  # alice sends where the answer says
+            data, source = bob.recvfrom(2048)
+            assert data == rtp + bytes([n]) and source == to_bob  # from where the offer said
+            bob.sendto(data[::-1], to_bob)
+            back, source = alice.recvfrom(2048)
+            assert back == data[::-1] and source == to_alice
+        assert stream_stats(ng("query", call_id="m1")) == {"alice": 5, "bob": 5}
+        assert ng("delete", call_id="m1", from_tag="alice")[b"result"] == b"ok"
+        assert ng.calls() == []
+        assert ports_free([to_bob[1], to_alice[1]]) == []
+
+
+def test_retransmitted_command_gets_the_first_reply(tmp_path: Path) -> None:
+    with run_relay(tmp_path / "relay") as relay, ng_client(relay.ng_port) as ng:
+        datagram = ng.datagram("offer", call_id="r1", from_tag="A", sdp=sdp_for(4000))
+        first = ng.raw(datagram)
+        again = ng.raw(datagram)
+        assert first == again
+        assert ng.calls() == ["r1"]
+        assert len(relay_ports(ng("query", call_id="r1"))) == 1  # the offerer's side
+        ng("delete", call_id="r1")
+        relay.wait_log(r"ng delete call-id=r1")
+        executed = re.findall(r"ng offer call-id=r1 ", relay.log_text())
+        assert len(executed) == 1, relay.log_text()  # the second datagram was not carried out
+
+
+def test_call_without_media_is_deleted_after_the_timeout(tmp_path: Path) -> None:
+    with run_relay(tmp_path / "relay", timeout=2.0) as relay, ng_client(relay.ng_port) as ng:
+        reply = ng("offer", call_id="t1", from_tag="A", sdp=sdp_for(4000))
+        port = advertised(reply)[1]
+        assert ng.calls() == ["t1"]
+        started = time.monotonic()
+        while ng.calls() and time.monotonic() - started < 6.0:
+            time.sleep(0.1)
+        waited = time.monotonic() - started
+        print(f"deleted after {waited:.1f} s (timeout 2 s)")
+        assert ng.calls() == [], "the silent call was not deleted"
+        assert 1.5 <= waited <= 4.0, waited
+        assert ports_free([port]) == []
+        relay.wait_log(r"ng call t1 deleted")
