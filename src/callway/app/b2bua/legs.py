@@ -304,6 +304,7 @@ class InboundLeg(Leg):
             return
         response = make_response(self.invite, status, reason, to_tag=self.local_tag)
         if 100 < status < 200:
+            _copy_record_route(self.invite, response)
             response.add("Contact", self.contact)
             if self.dialog is None:
                 self.dialog = Dialog.as_uas(self.invite, self.local_tag, self.contact)
@@ -324,6 +325,7 @@ class InboundLeg(Leg):
         if self.final_sent:
             return
         response = make_response(self.invite, 200, to_tag=self.local_tag)
+        _copy_record_route(self.invite, response)
         response.add("Contact", self.contact)
         response.add("Allow", ALLOW)
         response.add("Supported", SUPPORTED)
@@ -469,3 +471,14 @@ class OutboundLeg(Leg):
         self.cancel_pending = False
         with contextlib.suppress(ValueError):
             self.mgr.send_request(build_cancel(self.invite), self.peer, lambda _r: None)
+
+
+def _copy_record_route(request: Request, response: Response) -> None:
+    """A dialog-creating response carries the request's Record-Route (RFC 3261 §12.1.1).
+
+    Without it a phone behind a record-routing proxy (Kamailio, the
+    balancer) sends its BYE straight to the PBX, and the proxy, with the
+    media relay it drives, never learns the call ended.
+    """
+    for value in request.get_all("record-route"):
+        response.add("Record-Route", value)
