@@ -280,7 +280,11 @@ def received_sdp(phone: Baresip, start: str) -> str:
     )
 
 
-def test_call_through_kamailio_and_callway_relay(pbx_factory: PbxFactory, tmp_path: Path) -> None:
+@pytest.mark.parametrize("hangs_up", ["caller", "callee"])
+def test_call_through_kamailio_and_callway_relay(
+    pbx_factory: PbxFactory, tmp_path: Path, hangs_up: str
+) -> None:
+    """Either phone's BYE passes Kamailio (``delete``): the PBX's own BYE too."""
     require_binary("baresip")
     pbx = pbx_factory(extra_pjsip=SUPPORT_PATH)
     sent_a = speech_wav(tmp_path / "a.wav", SENTENCE_A, voice="en-us")
@@ -302,7 +306,7 @@ def test_call_through_kamailio_and_callway_relay(pbx_factory: PbxFactory, tmp_pa
             time.sleep(CALL_SECONDS)
             calls = ng.calls()
             queries = {call_id: ng("query", call_id=call_id) for call_id in calls}
-            caller.hangup()
+            (caller if hangs_up == "caller" else callee).hangup()
             wait_event(callee, "CALL_CLOSED")
             wait_event(caller, "CALL_CLOSED")
         deadline = time.monotonic() + 5.0
