@@ -393,7 +393,7 @@ def test_retransmitted_command_gets_the_first_reply(tmp_path: Path) -> None:
         again = ng.raw(datagram)
         assert first == again
         assert ng.calls() == ["r1"]
-        assert len(relay_ports(ng("query", call_id="r1"))) == 1  # the offerer's side
+        assert len(relay_ports(ng("query", call_id="r1"))) == 2  # one stream, two legs
         ng("delete", call_id="r1")
         relay.wait_log(r"ng delete call-id=r1")
         executed = re.findall(r"ng offer call-id=r1 ", relay.log_text())

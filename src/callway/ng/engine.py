@@ -77,7 +77,8 @@ __all__ = ["DEFAULT_LIST_LIMIT", "DEFAULT_TIMEOUT", "NgEngine"]
 DEFAULT_TIMEOUT = 60.0  # seconds without media before a call is deleted (rtpengine --timeout)
 DEFAULT_LIST_LIMIT = 32
 OUT_OF_PORTS = "Ran out of ports"  # the text Kamailio's module looks for to try another relay
-UNKNOWN_CALL = "Unknown call-ID"
+UNKNOWN_CALL = "Unknown call-id"  # rtpengine's words
+NOT_FOUND = "Call-ID not found or tags didn't match"
 
 # ICE (RFC 8839 §5): attributes that would let the parties bypass the relay.
 _ICE_ATTRIBUTES = frozenset(
@@ -233,16 +234,21 @@ class NgEngine:
         return self._sdp_reply(out, request)
 
     def _delete(self, request: Request, now: float) -> Reply:
-        call = self._call(request)
+        """Close the named dialogs; nothing to delete is a warning, not an error.
+
+        As rtpengine does: a BYE after the media timeout, or a second BYE,
+        is not the proxy's mistake.
+        """
+        call = self.calls.get(request.need_call_id())
+        dialogs = call.tagged(request.from_tag, request.to_tag) if call and request.from_tag else []
+        if call is None or (request.from_tag and not dialogs):
+            return {"result": "ok", "warning": NOT_FOUND}
         reply = self._statistics(call)
         delay = request.delete_delay
         if delay is not None and delay > 0:
             call.delete_at = now + delay
             return reply
         if request.from_tag:
-            dialogs = call.tagged(request.from_tag, request.to_tag)
-            if not dialogs:
-                raise NgError("Tags did not match any dialog of the call")
             for dialog in dialogs:
                 call.remove(dialog)
         else:
@@ -318,9 +324,8 @@ class NgEngine:
         for dialog in call.dialogs:
             for side in LEGS:
                 tag = dialog.tag(side)
-                if tag is None:
-                    continue
-                tags[tag] = self._tag_entry(dialog, side, tag, totals)
+                key = tag if tag is not None else f"<untagged {len(tags) + 1}>"
+                tags[key] = self._tag_entry(dialog, side, tag or "", totals)
         return {
             "result": "ok",
             "created": int(call.created),
@@ -360,9 +365,7 @@ class NgEngine:
             "created": int(dialog.created),
             "medias": medias,
         }
-        peer = dialog.tag(other_leg(side))
-        if peer is not None:
-            entry["in dialogue with"] = peer
+        entry["in dialogue with"] = dialog.tag(other_leg(side)) or ""
         return entry
 
     def _stream_entry(
