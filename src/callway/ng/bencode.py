@@ -57,36 +57,42 @@ def encode(value: Bencodable) -> bytes:
 def _encode(value: Bencodable, out: list[bytes], depth: int) -> None:
     if depth > MAX_DEPTH:
         raise ValueError(f"nesting deeper than {MAX_DEPTH}")
-    if isinstance(value, bool):
+    if isinstance(value, str):  # the commonest first
+        data = value.encode("utf-8", "surrogateescape")
+        out += (b"%d:" % len(data), data)
+    elif isinstance(value, bytes):
+        out += (b"%d:" % len(value), value)
+    elif isinstance(value, bool):
         raise TypeError("bencode has no booleans: use 0 or 1")
-    if isinstance(value, int):
+    elif isinstance(value, int):
         out.append(b"i%de" % value)
-    elif isinstance(value, bytes | str):
-        data = _as_bytes(value)
-        out.append(b"%d:" % len(data))
-        out.append(data)
+    elif isinstance(value, dict):
+        out.append(b"d")
+        pairs = [(_as_bytes(key), item) for key, item in value.items()]
+        pairs.sort(key=_first)
+        for key, item in pairs:
+            out += (b"%d:" % len(key), key)
+            _encode(item, out, depth + 1)
+        out.append(b"e")
     elif isinstance(value, list | tuple):
         out.append(b"l")
         for item in value:
-            _encode(item, out, depth + 1)
-        out.append(b"e")
-    elif isinstance(value, dict):
-        out.append(b"d")
-        for key, item in sorted((_as_bytes(k), v) for k, v in value.items()):
-            out.append(b"%d:" % len(key))
-            out.append(key)
             _encode(item, out, depth + 1)
         out.append(b"e")
     else:
         raise TypeError(f"cannot bencode {type(value).__name__}")
 
 
+def _first(pair: tuple[bytes, Bencodable]) -> bytes:
+    return pair[0]
+
+
 def _as_bytes(value: bytes | str) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
     if isinstance(value, bytes):
         return value
-    if not isinstance(value, str):
-        raise TypeError(f"dictionary key must be str or bytes, not {type(value).__name__}")
-    return value.encode("utf-8", "surrogateescape")
+    raise TypeError(f"dictionary key must be str or bytes, not {type(value).__name__}")
 
 
 # --------------------------------------------------------------------------
