@@ -20,7 +20,10 @@ Commands (rtpengine's ``ng_control_protocol``):
   (rtpengine's ``ICE=remove``).  The ``o=`` address changes only with
   ``replace: [origin]``.  ``flags: [SIP-source-address]`` sends to the
   address the SIP message came from (``received-from``) instead of the
-  SDP's.  A re-offer from either tag updates the same dialog.
+  SDP's (``media-address`` likewise).  A re-offer from either tag updates
+  the same dialog.  Packets are forwarded as they came, so a
+  ``transport-protocol`` change (RTP to SRTP...) is refused, and ``codec``
+  options are ignored with a ``warning``.
 * ``answer`` (``call-id``, ``from-tag``, ``to-tag``, ``sdp``): the SDP is
   the answerer's (the ``to-tag``); its leg is pointed at it, and it goes
   back to the offerer with the offerer-facing ports.
@@ -290,6 +293,7 @@ class NgEngine:
         out = desc
         other = other_leg(side)
         relayed: set[int] = set()
+        _check_transport(desc, request)
         for index, media in enumerate(desc.media):
             stream = dialog.streams.get(index)
             if media.port == 0 and stream is not None:
@@ -315,6 +319,8 @@ class NgEngine:
         reply: Reply = {"result": "ok", "sdp": format_sdp(desc)}
         if request.ice in ("force", "force-relay"):
             reply["warning"] = "ICE is not supported: candidates were removed"
+        elif b"codec" in request.raw:
+            reply["warning"] = "codec options are not supported: codecs were left as offered"
         return reply
 
     # -- statistics -----------------------------------------------------------
@@ -407,11 +413,24 @@ def _remote(
     if target is None or target.rtp is None:
         return None, None
     rtp, rtcp = target.rtp, target.rtcp
+    host = request.media_address
     if "sip-source-address" in request.flags and request.received_from is not None:
         host = request.received_from[1]
+    if host:
         rtp = (host, rtp[1])
         rtcp = (host, rtcp[1]) if rtcp is not None else None
     return rtp, rtcp
+
+
+def _check_transport(desc: SessionDescription, request: Request) -> None:
+    """Refuse a ``transport-protocol`` change (RTP <-> SRTP, AVP <-> AVPF): the relay
+    forwards packets as they come, so the SDP must keep the profile it has."""
+    wanted = request.transport_protocol
+    if wanted is None:
+        return
+    for media in desc.media:
+        if relayable(media) and media.proto.upper() != wanted.upper():
+            raise NgError(f"Unsupported transport-protocol change {media.proto} -> {wanted}")
 
 
 def _finish(

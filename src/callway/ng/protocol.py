@@ -124,6 +124,8 @@ class Request:
     direction: tuple[str, ...] = ()
     ice: str | None = None
     received_from: tuple[str, str] | None = None
+    media_address: str | None = None
+    transport_protocol: str | None = None
     delete_delay: float | None = None
     limit: int | None = None
     raw: dict[bytes, BValue] = field(default_factory=dict, repr=False, compare=False)
@@ -148,6 +150,8 @@ class Request:
             direction=_texts(raw.get(b"direction")),
             ice=(_text_of(raw.get(b"ICE")) or "").lower() or None,
             received_from=_address(raw.get(b"received-from")),
+            media_address=_text_of(raw.get(b"media-address")) or None,
+            transport_protocol=_text_of(raw.get(b"transport-protocol")) or None,
             delete_delay=_number(raw.get(b"delete-delay", raw.get(b"delete delay"))),
             limit=_integer(raw.get(b"limit")),
             raw=raw,

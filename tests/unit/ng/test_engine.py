@@ -441,3 +441,23 @@ def test_query_before_the_answer_shows_the_untagged_side(ng: Client, pool: FakeP
     assert untagged[b"tag"] == b"" and untagged[b"in dialogue with"] == b"A"  # type: ignore[index,call-overload]
     (media,) = untagged[b"medias"]  # type: ignore[index,call-overload]
     assert media[b"streams"][0][b"local port"] == pool.opened[0].b.local_port
+
+
+def test_media_address_overrides_the_sdp_address(ng: Client, pool: FakePool) -> None:
+    ok_sdp(ng("offer", call_id="c", from_tag="A", sdp=OFFER_A, media_address="192.0.2.50"))
+    assert pool.opened[0].a.rtp == ("192.0.2.50", 49170)
+
+
+def test_transport_protocol_changes_are_refused_not_ignored(ng: Client, pool: FakePool) -> None:
+    same = ng("offer", call_id="c", from_tag="A", sdp=OFFER_A, transport_protocol="RTP/AVP")
+    ok_sdp(same)
+    srtp = ng("offer", call_id="d", from_tag="A", sdp=OFFER_A, transport_protocol="RTP/SAVP")
+    assert srtp[b"result"] == b"error"
+    assert b"transport-protocol" in srtp[b"error-reason"]  # type: ignore[operator]
+    assert pool.in_use == 2  # only the first call holds ports
+
+
+def test_codec_options_are_ignored_with_a_warning(ng: Client) -> None:
+    reply = ng("offer", call_id="c", from_tag="A", sdp=OFFER_A, codec={"strip": ["PCMA"]})
+    assert b"m=audio" in reply[b"sdp"]  # type: ignore[operator]
+    assert b"codec" in reply[b"warning"]  # type: ignore[operator]
