@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import re
 import shutil
 import socket
@@ -217,6 +218,13 @@ def stream_stats(query: dict[bytes, BValue]) -> dict[str, int]:
     return out
 
 
+def cpu_seconds(process: ManagedProcess) -> float:
+    """User + system CPU seconds of a running process (``/proc/PID/stat``)."""
+    assert process.proc is not None
+    stat = Path(f"/proc/{process.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def ports_free(ports: Sequence[int]) -> list[int]:
     """The RTP and RTCP ports (of the RTP ports given) that cannot be bound on the relay's IP."""
     busy: list[int] = []
@@ -371,7 +379,9 @@ def test_call_through_kamailio_and_callway_relay(
             caller.dial(f"sip:8006@127.0.0.1:{kamailio.sip_port}")
             wait_event(caller, "CALL_ESTABLISHED")
             wait_event(callee, "CALL_ESTABLISHED")
+            cpu = cpu_seconds(relay)
             time.sleep(CALL_SECONDS)
+            cpu = cpu_seconds(relay) - cpu
             calls = ng.calls()
             queries = {call_id: ng("query", call_id=call_id) for call_id in calls}
             (caller if hangs_up == "caller" else callee).hangup()
@@ -382,6 +392,7 @@ def test_call_through_kamailio_and_callway_relay(
             time.sleep(0.1)
         left = ng.calls()
         print(f"{relay.name} log:\n{relay.log_text()[-3000:]}")
+    print(f"{relay.name}: {cpu:.3f} CPU-s for {CALL_SECONDS:g} s of 2 relayed calls (4 legs)")
     # two calls at the relay: phone 8005 <-> PBX, and PBX <-> phone 8006
     assert len(calls) == 2, calls
     used: list[int] = []
