@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PKGS=(sip-tester sipsak baresip baresip-core keepalived stun-client coturn
+DEBIAN_PKGS=(sip-tester sipsak baresip baresip-core keepalived stun-client coturn kamailio rtpengine-daemon
              tshark espeak-ng sox libsox-fmt-all iproute2 iptables redis-server chromium)
 
 missing=()

@@ -358,8 +358,8 @@ def test_call_through_kamailio_and_callway_relay(
     The same test with rtpengine as the relay shows the setup is the one
     operators run, and gives reference figures.
     """
-    if relay_kind == "rtpengine" and shutil.which("rtpengine") is None:
-        pytest.skip("rtpengine (Debian rtpengine-daemon) is not installed: no reference run")
+    if relay_kind == "rtpengine":
+        require_binary("rtpengine")  # Debian rtpengine-daemon
     run = run_relay if relay_kind == "callway" else run_rtpengine
     require_binary("baresip")
     pbx = pbx_factory(extra_pjsip=SUPPORT_PATH)
