@@ -96,6 +96,9 @@ def test_bad_tag_replay_and_garbage_are_dropped_and_counted() -> None:
     assert leg.unprotect_rtcp(b"\x00") is None
     assert leg.dropped_plain == 2
     assert leg.unprotect(phone.protect(rtp(4))) == rtp(4)  # the stream goes on
+    assert leg.unprotect(b"\x80" + bytes(3000)) is None  # larger than any relayed datagram
+    assert leg.protect(b"\x00" * 20) is None  # plain side garbage is not protected
+    assert (leg.auth_failures, leg.dropped_plain) == (4, 2)
 
 
 def test_wrong_key_fails_every_packet() -> None:
