@@ -376,6 +376,10 @@ class RelaySession:
                 self._loop.remove_reader(leg.rtp.sock.fileno())
                 self._loop.remove_reader(leg.rtcp.sock.fileno())
             leg.pair.close()
+            # endpoint -> leg and transforms bound to the leg are cycles: drop them so
+            # the call is freed by reference counting, not left to the collector
+            leg.rtp.leg = None
+            leg.rtp.transform = leg.rtcp.transform = None
         self._loop = None
 
     def __enter__(self) -> RelaySession:

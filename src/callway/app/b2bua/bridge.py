@@ -47,7 +47,15 @@ class Bridge:
         for leg in (self.a, self.b):
             if not leg.ended.is_set():
                 await leg.bye()
+        self._unlink()
         return self.gone
+
+    def _unlink(self) -> None:
+        """Both legs are over: drop the leg <-> bridge references (no garbage cycle)."""
+        for leg in (self.a, self.b):
+            if leg.listener is self:
+                leg.listener = None
+            leg.on_ack_sdp = None
 
     def hang_up(self) -> None:
         """End the bridge from the PBX side (e.g. RTP timeout)."""

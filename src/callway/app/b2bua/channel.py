@@ -262,6 +262,7 @@ class Channel:
         if self.leg.answered and not self.leg.ended.is_set():
             await self.leg.bye()
         self.leg.finish()
+        self.leg.refresh_body = self.leg.on_ack_sdp = None  # bound to this channel: a cycle
         if self.media is not None:
             self.media.close()
         self.service.channel_ended(self)

@@ -244,5 +244,6 @@ class CallMedia:
         leg_b.set_remote((host, leg_b.local_port), (host, leg_b.local_rtcp_port))
 
     def close(self) -> None:
-        """Release the ports."""
+        """Release the ports and the timeout handler (it refers back to the channel)."""
         self.relay.close()
+        self.relay.on_timeout = None

@@ -207,18 +207,19 @@ def matching_extensions(context: Context, dialed: str, callerid: str | None = No
 
 def search_order(dialplan: Dialplan, context: str) -> Iterator[Context]:
     """The context, then its includes depth-first in order; each context once."""
-    seen: set[str] = set()
+    return _walk(dialplan, context, 0, set())
 
-    def walk(name: str, depth: int) -> Iterator[Context]:
-        found = dialplan.contexts.get(name)
-        if found is None or name.lower() in seen or depth > MAX_INCLUDE_DEPTH:
-            return
-        seen.add(name.lower())
-        yield found
-        for include in found.includes:
-            yield from walk(include.context, depth + 1)
 
-    yield from walk(context, 0)
+def _walk(dialplan: Dialplan, name: str, depth: int, seen: set[str]) -> Iterator[Context]:
+    # A module-level function, not a closure calling itself: that closure would be
+    # a reference cycle, garbage left to the cycle collector on every call.
+    found = dialplan.contexts.get(name)
+    if found is None or name.lower() in seen or depth > MAX_INCLUDE_DEPTH:
+        return
+    seen.add(name.lower())
+    yield found
+    for include in found.includes:
+        yield from _walk(dialplan, include.context, depth + 1, seen)
 
 
 def find_extension(

@@ -1,0 +1,41 @@
+"""The runtime helpers of a long-running node: collector settings, heap trimming."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from callway.app.runtime import MemoryTrimmer, tune_gc
+
+
+def test_tune_gc_sets_the_thresholds() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_gc((1234, 5, 6))
+        assert gc.get_threshold() == (1234, 5, 6)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+def test_trims_only_after_a_large_release() -> None:
+    trimmer = MemoryTrimmer(min_free=4 * 1024 * 1024)
+    if not trimmer.available:
+        pytest.skip("not glibc")
+    assert not trimmer.maybe_trim()  # nothing was freed since it started
+    blocks = [bytearray(1000) for _ in range(20_000)]
+    trimmer.maybe_trim()  # the low point is taken while the blocks are in use
+    del blocks[::2]  # about 10 MB freed in the middle of the heap
+    assert trimmer.maybe_trim()
+    assert trimmer.trims == 1
+    assert not trimmer.maybe_trim()  # nothing new since
+    del blocks
+
+
+def test_does_nothing_without_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("callway.app.runtime._load_glibc", lambda: None)
+    trimmer = MemoryTrimmer()
+    assert not trimmer.available
+    assert trimmer.free_bytes() == 0
+    assert not trimmer.maybe_trim()
