@@ -32,7 +32,7 @@ from callway.app.notify import WebhookNotifier
 from callway.app.ops_alerts import OpsAlertSender
 from callway.app.pbx_console import pbx_commands
 from callway.app.pbx_tu import PbxTransactionUser
-from callway.app.runtime import MemoryTrimmer
+from callway.app.runtime import FullCollector, MemoryTrimmer
 from callway.config.defaults import DEMO_EXTENSIONS_CONF
 from callway.config.errors import ConfigError
 from callway.config.extensions import load_extensions, parse_extensions
@@ -199,6 +199,7 @@ class PbxApp:
         self._tick_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self.trimmer = MemoryTrimmer()  # hands freed heap back once a burst is over
+        self.collector = FullCollector()  # cycles do not wait for the raised thresholds
 
     async def start(self) -> None:
         """Bind every ``type=transport`` and start serving."""
@@ -277,6 +278,7 @@ class PbxApp:
                 self.cdr.flush()
             except Exception:
                 log.exception("cannot write %s", self.store.path)
+            self.collector.maybe_collect(now)
             if ticks % 4 == 0:
                 self.trimmer.maybe_trim()
 

@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-from callway.app.runtime import MemoryTrimmer, tune_gc
+from callway.app.runtime import FullCollector, MemoryTrimmer, tune_gc
 
 
 def test_tune_gc_sets_the_thresholds() -> None:
@@ -39,3 +39,25 @@ def test_does_nothing_without_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not trimmer.available
     assert trimmer.free_bytes() == 0
     assert not trimmer.maybe_trim()
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_full_collection_frees_cycles_once_due() -> None:
+    collector = FullCollector(interval=60.0)
+    assert collector.maybe_collect(1000.0) is None  # the first call starts the period
+    gc.disable()
+    try:
+        for _ in range(100):
+            _Cycle()
+        assert collector.maybe_collect(1059.9) is None
+        found = collector.maybe_collect(1060.0)
+        assert found is not None and found >= 100
+        assert collector.collections == 1
+        assert collector.maybe_collect(1061.0) is None  # next one at 1120
+        assert collector.maybe_collect(1120.0) is not None
+    finally:
+        gc.enable()
