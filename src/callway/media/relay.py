@@ -184,6 +184,8 @@ class RelayLeg:
 
     def send_rtp(self, data: bytes, target: tuple[str, int] | SocketAddress) -> None:
         """Send a locally made RTP packet (prompts, music) to this leg's phone, protected."""
+        if self.pair.released:  # the pair may already serve another call
+            return
         srtp = self.srtp
         if srtp is not None:
             protected = srtp.protect(data)

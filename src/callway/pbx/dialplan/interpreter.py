@@ -244,9 +244,10 @@ class DialplanRunner:
             log.warning("%s: %s for extension %s", self.scope.channel_name, reason, self._where())
             return self._finish(Hangup(None, reason))
         args = self.scope.substitute(step.args_raw)
-        log.info(
-            'Executing %s %s("%s", "%s")', self._where(), app[0], self.scope.channel_name, args
-        )
+        if log.isEnabledFor(logging.DEBUG):  # Asterisk's verbose level 3: off in its log files
+            log.debug(
+                'Executing %s %s("%s", "%s")', self._where(), app[0], self.scope.channel_name, args
+            )
         return self._apply(app[1](args, self.scope))
 
     def _apply(self, outcome: apps.Outcome) -> Action | None:
