@@ -153,7 +153,7 @@ class RelayLeg:
         self._clock = clock
         self.rtp = _Endpoint(pair.rtp, self, **latch)
         self.rtcp = _Endpoint(pair.rtcp, None, **latch)
-        self._family = pair.rtp.family
+        self._family = socket.AF_INET6 if ":" in pair.host else socket.AF_INET
         self.srtp: LegCrypto | None = None  # set through RelaySession.set_srtp
         # The phone's latest report block: (cumulative lost, expected, jitter ms, fraction).
         self.report: tuple[int, int, float, float] | None = None
@@ -323,12 +323,17 @@ class RelaySession:
         self, a_to_b: Transcoder | None = None, b_to_a: Transcoder | None = None
     ) -> None:
         """Rewrite packets per direction (None: relay unchanged); takes effect at once."""
+        if self._transcoders == (a_to_b, b_to_a):
+            return
         self._transcoders = (a_to_b, b_to_a)
         self._compose()
 
     def set_srtp(self, name: str, srtp: LegCrypto | None) -> None:
         """SRTP of leg ``name`` (None: plain RTP; a BlockedLeg: no keys yet); at once."""
-        self.leg(name).srtp = srtp
+        leg = self.leg(name)
+        if srtp is None and leg.srtp is None:
+            return
+        leg.srtp = srtp
         self._compose()
 
     def _compose(self) -> None:

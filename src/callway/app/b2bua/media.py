@@ -121,7 +121,7 @@ class CallMedia:
         Answering the same offer again with the same codec order (the channel
         checks the offer at once, and answers it when the callee answered)
         repeats the previous answer, version included: the session did not
-        change (RFC 3264 §8).
+        change (RFC 3264 §8); the relay keeps what it latched meanwhile.
         """
         side = self.sides[name]
         codecs = side.codecs
@@ -129,8 +129,7 @@ class CallMedia:
             codecs = (prefer, *(c for c in codecs if c != prefer))
         answered = side.answered
         if answered is not None and answered[0] is offer and answered[1] == codecs:
-            self._point(name, offer)
-            return side.last_body
+            return side.last_body  # the relay already points where this offer says
         side.version += 1
         chosen: list[tuple[CryptoAttribute, CryptoAttribute]] = []
 
