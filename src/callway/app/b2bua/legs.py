@@ -393,6 +393,8 @@ class OutboundLeg(Leg):
         body: bytes,
         extra: tuple[tuple[str, str], ...] = (),
     ) -> None:
+        self._dialog: Dialog | None = None
+        self._early_response: Response | None = None  # makes the early dialog when needed
         local = dest.local or mgr.port.default_local(dest.transport)
         super().__init__(mgr, dest, local)
         self.local_tag = new_tag()
@@ -450,16 +452,50 @@ class OutboundLeg(Leg):
             return
         self._queue(response)
 
+    @property
+    def dialog(self) -> Dialog | None:
+        """The dialog: the confirmed one, else the early one, built on first use.
+
+        A provisional response with a To tag makes an early dialog (§12.1.2),
+        but it is only needed if the callee sends a request before its final
+        response, or we end the call with BYE before it; so it is built then,
+        not on every 180.
+        """
+        if self._dialog is None and self._early_response is not None:
+            response, self._early_response = self._early_response, None
+            with contextlib.suppress(ParseError):
+                self._dialog = Dialog.as_uac(self.invite, response)
+        return self._dialog
+
+    @dialog.setter
+    def dialog(self, value: Dialog | None) -> None:
+        self._dialog = value
+        self._early_response = None
+
     def _early(self, response: Response) -> None:
         self.provisional = True
-        if response.to.tag and self.dialog is None and response.contacts:
-            try:
-                self.dialog = Dialog.as_uac(self.invite, response)
-            except ParseError:
-                return
+        if (
+            response.to.tag
+            and self._dialog is None
+            and self._early_response is None
+            and response.get("contact")
+        ):
+            self._early_response = response
             self.mgr.add_dialog(self.call_id, self.local_tag, self)
         if self.cancel_pending:
             self._send_cancel()
+
+    def handle_request(self, key: ServerTransactionKey, request: Request) -> None:
+        if self.dialog is None:  # the early dialog's response turned out unusable
+            self.mgr.port.send_response(key, make_response(request, 481))
+            return
+        super().handle_request(key, request)
+
+    def finish(self) -> None:
+        if self._dialog is None and self._early_response is not None:
+            self._early_response = None  # an early dialog never used: just forget it
+            self.mgr.remove_dialog(self.call_id, self.local_tag)
+        super().finish()
 
     def _success(self, response: Response) -> None:
         if self.final is not None and self.final.status // 100 == 2:
