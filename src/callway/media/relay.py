@@ -399,48 +399,38 @@ class RelaySession:
         loop.add_reader(b.rtcp.sock.fileno(), self._pump, b.rtcp, a.rtcp)
 
     def _pump(self, src: _Endpoint, dst: _Endpoint) -> None:
-        """Forward what ``src`` received to ``dst``'s remote: the per-packet hot path."""
-        data: bytes | bytearray
+        """Forward what ``src`` received to ``dst``'s remote: the per-packet hot path.
+
+        The common wakeup (a socket heard again after a packet interval) reads
+        one datagram inline; a socket woken again within ``_HOT_GAP`` drains
+        a batch through :meth:`_drain`.
+        """
         now = self._clock()
-        budget = _BATCH if now - src.woken < _HOT_GAP else 1
+        if now - src.woken < _HOT_GAP:
+            src.woken = now
+            self._drain(src, dst, now)
+            return
         src.woken = now
-        transform = src.transform
-        for _ in range(budget):
+        try:
+            data, source = src.recvfrom(_MAX_DATAGRAM)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # e.g. an ICMP error queued on the socket
+            log.debug("relay receive error: %s", exc)
+            return
+        _forward(src, dst, data, source, now)
+
+    def _drain(self, src: _Endpoint, dst: _Endpoint, now: float) -> None:
+        """Read and forward up to ``_BATCH`` datagrams (a backlog or a very fast stream)."""
+        for _ in range(_BATCH):
             try:
                 data, source = src.recvfrom(_MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # e.g. an ICMP error queued on the socket
+            except OSError as exc:
                 log.debug("relay receive error: %s", exc)
                 continue
-            if data and data[0] < 4:  # RFC 7983: STUN (keep-alive, consent) on the media port
-                reply = binding_response(bytes(data), source)
-                if reply is not None:
-                    with contextlib.suppress(OSError):
-                        src.sendto(reply, source)
-                    continue
-            if (source != src.remote or not src.latched) and not _admit(src, source, now):
-                src.dropped += 1
-                continue
-            src.last_heard = now
-            src.packets_in += 1
-            src.bytes_in += len(data)
-            target = dst.remote
-            if target is None:
-                continue
-            if transform is not None:
-                out = transform(data)
-                if out is None:
-                    src.rejected += 1
-                    continue
-                data = out
-            try:
-                dst.sendto(data, target)
-            except OSError:
-                dst.send_errors += 1
-                continue
-            dst.packets_out += 1
-            dst.bytes_out += len(data)
+            _forward(src, dst, data, source, now)
 
     def _schedule_check(self) -> None:
         if self.rtp_timeout > 0 and self._loop is not None and not self._closed:
@@ -459,6 +449,42 @@ class RelaySession:
                     log.exception("on_timeout handler failed")
             self._timed_out[leg.name] = silent
         self._schedule_check()
+
+
+def _forward(
+    src: _Endpoint, dst: _Endpoint, data: bytes, source: SocketAddress, now: float
+) -> None:
+    """One datagram from ``src``'s socket: STUN, latching, counters, transform, send."""
+    if data and data[0] < 4:  # RFC 7983: STUN (keep-alive, consent) on the media port
+        reply = binding_response(bytes(data), source)
+        if reply is not None:
+            with contextlib.suppress(OSError):
+                src.sendto(reply, source)
+            return
+    if (source != src.remote or not src.latched) and not _admit(src, source, now):
+        src.dropped += 1
+        return
+    size = len(data)
+    src.last_heard = now
+    src.packets_in += 1
+    src.bytes_in += size
+    target = dst.remote
+    if target is None:
+        return
+    transform = src.transform
+    if transform is not None:
+        out = transform(data)
+        if out is None:
+            src.rejected += 1
+            return
+        data, size = out, len(out)  # type: ignore[assignment]
+    try:
+        dst.sendto(data, target)
+    except OSError:
+        dst.send_errors += 1
+        return
+    dst.packets_out += 1
+    dst.bytes_out += size
 
 
 def _chain(
