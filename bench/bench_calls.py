@@ -62,6 +62,8 @@ FULL_RATES = [100, 200, 250, 300, 350, 400, 450, 500, 600, 700, 800, 1000]
 QUICK_RATES = [200, 300, 400, 500, 600]
 PROFILE_SECONDS = 4.0
 CONCURRENCY = 200  # sipp -l: calls in progress at most (short calls: -d 0)
+# Sippy's entry point sits next to the interpreter running this bench (its venv).
+SIPPY_B2BUA = Path(sys.executable).parent / "b2bua"
 
 
 @dataclass
@@ -90,7 +92,7 @@ def start_uas(work: Path) -> tuple[subprocess.Popen[bytes], int]:
 def start_sippy(work: Path, uas_port: int) -> Server:
     port = br.free_udp_port()
     log = work / "sippy.log"
-    binary = REPO / ".venv" / "bin" / "b2bua"
+    binary = SIPPY_B2BUA
     argv = [str(binary), "--foreground=on", f"--sip_address={HOST}", f"--sip_port={port}",
             f"--static_route={HOST}:{uas_port}", "--auth_enable=off", "--acct_enable=off",
             f"--logfile={work / 'sippy-b2bua.log'}",
@@ -325,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("sipp") is None:
         print("sipp is not installed (see PEERS.md)", file=sys.stderr)
         return 2
-    if "sippy" in only and not (REPO / ".venv" / "bin" / "b2bua").exists():
+    if "sippy" in only and not SIPPY_B2BUA.exists():
         print("Sippy B2BUA is not installed (pip install sippy)", file=sys.stderr)
         return 2
     started = time.monotonic()

@@ -8,18 +8,35 @@ one reused, so late packets of an ended call do not land in a new one.
 
 Sockets are bound without ``SO_REUSEADDR``: on Linux that option would let
 two UDP sockets share a port and split its traffic.
+
+A closed pair is not unbound at once: up to ``keep_idle`` pairs stay bound,
+idle, in first-released-first-reused order, and a pair idle for at least
+``quarantine`` seconds is handed out again before the cursor binds a new
+one (a call then costs no socket creation, bind or close).  Whatever
+arrived on an idle pair (late packets of its last call) is drained before
+it is reused, and the quarantine keeps a just-ended call's stragglers from
+being latched by the next one (RFC 4961 symmetric RTP latches the first
+source heard).  When the cursor reaches a port held idle, it reuses that
+pair whatever its age, as round robin would.  Idle pairs are not counted in
+:attr:`PortPool.in_use`; :meth:`PortPool.close_idle` unbinds them.
 """
 
 from __future__ import annotations
 
 import errno
+import resource
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = ["DEFAULT_RTP_END", "DEFAULT_RTP_START", "PortPair", "PortPool", "PortsExhaustedError"]
 
 DEFAULT_RTP_START = 10000
 DEFAULT_RTP_END = 20000
+DEFAULT_QUARANTINE = 2.0  # seconds a released pair stays idle before it is reused
+_MAX_KEEP_IDLE = 2048  # pairs kept bound while idle, at most (4096 descriptors)
+_DRAIN_LIMIT = 256  # stale datagrams discarded per socket when a pair is reused
 _UNAVAILABLE = frozenset({errno.EADDRINUSE, errno.EACCES})
 
 
@@ -36,6 +53,7 @@ class PortPair:
     rtp: socket.socket
     rtcp: socket.socket
     pool: PortPool | None = field(default=None, repr=False)
+    released: bool = field(default=False, repr=False)
 
     @property
     def rtcp_port(self) -> int:
@@ -44,16 +62,18 @@ class PortPair:
 
     @property
     def closed(self) -> bool:
-        """True once the sockets are closed and the ports back in the pool."""
-        return self.rtp.fileno() < 0
+        """True once the pair is given back (its sockets closed or kept idle by the pool)."""
+        return self.released
 
     def close(self) -> None:
-        """Close both sockets and return the pair to its pool (idempotent)."""
-        self.rtp.close()
-        self.rtcp.close()
-        if self.pool is not None:
-            self.pool.forget(self)
-            self.pool = None
+        """Return the pair to its pool, which closes or keeps its sockets (idempotent)."""
+        if self.released:
+            return
+        self.released = True
+        pool, self.pool = self.pool, None
+        if pool is None or not pool.keep(self):
+            self.rtp.close()
+            self.rtcp.close()
 
 
 class PortPool:
@@ -64,6 +84,10 @@ class PortPool:
         host: str = "0.0.0.0",
         rtp_start: int = DEFAULT_RTP_START,
         rtp_end: int = DEFAULT_RTP_END,
+        *,
+        keep_idle: int | None = None,
+        quarantine: float = DEFAULT_QUARANTINE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         start = rtp_start + (rtp_start & 1)  # RTP ports are even
         if not 0 < start < rtp_end <= 65535:
@@ -71,8 +95,14 @@ class PortPool:
         self.host = host
         self.start = start
         self.end = rtp_end
+        #: Pairs kept bound while idle (0: unbind each pair when it is closed).
+        self.keep_idle = _default_keep_idle() if keep_idle is None else keep_idle
+        self.quarantine = quarantine
+        self._clock = clock
         self._cursor = start
         self._in_use: set[tuple[str, int]] = set()
+        # Idle pairs by (host, port), oldest release first: (released at, rtp, rtcp).
+        self._idle: dict[tuple[str, int], tuple[float, socket.socket, socket.socket]] = {}
 
     @property
     def capacity(self) -> int:
@@ -84,27 +114,69 @@ class PortPool:
         """How many pairs are allocated and not yet closed."""
         return len(self._in_use)
 
+    @property
+    def idle(self) -> int:
+        """How many closed pairs are kept bound for reuse."""
+        return len(self._idle)
+
     def allocate(self, host: str | None = None) -> PortPair:
-        """Bind the next free pair on ``host`` (default: the pool's host)."""
+        """The oldest idle pair past its quarantine, else the next free pair of the range."""
         host = host or self.host
+        idle = self._idle
+        if idle:
+            key = next(iter(idle))
+            released, rtp, rtcp = idle[key]
+            if key[0] == host and self._clock() - released >= self.quarantine:
+                del idle[key]
+                return self._reuse(key, rtp, rtcp)
         for _ in range(self.capacity):
             port = self._cursor
             self._cursor = port + 2 if port + 3 <= self.end else self.start
-            if (host, port) in self._in_use:
+            key = (host, port)
+            if key in self._in_use:
                 continue
+            entry = idle.pop(key, None)
+            if entry is not None:  # round robin came back to an idle pair: reuse it
+                return self._reuse(key, entry[1], entry[2])
             pair = self._bind(host, port)
             if pair is not None:
-                self._in_use.add((host, port))
+                self._in_use.add(key)
                 return pair
         raise PortsExhaustedError(f"no free RTP port pair in {self.start}-{self.end} on {host}")
 
+    def keep(self, pair: PortPair) -> bool:
+        """Take back a closed pair: True if its sockets stay bound, idle, for reuse.
+
+        :meth:`PortPair.close` calls this; on False it closes the sockets.
+        """
+        key = (pair.host, pair.rtp_port)
+        self._in_use.discard(key)
+        if len(self._idle) >= self.keep_idle or pair.rtp.fileno() < 0:
+            return False
+        self._idle[key] = (self._clock(), pair.rtp, pair.rtcp)
+        return True
+
     def forget(self, pair: PortPair) -> None:
-        """Mark ``pair`` free again; :meth:`PortPair.close` calls this."""
+        """Mark ``pair`` free again without keeping its sockets."""
         self._in_use.discard((pair.host, pair.rtp_port))
 
     def release(self, pair: PortPair) -> None:
         """Close ``pair`` and return it to the pool (idempotent)."""
         pair.close()
+
+    def close_idle(self) -> None:
+        """Unbind every idle pair (e.g. on shutdown)."""
+        idle, self._idle = self._idle, {}
+        for _, rtp, rtcp in idle.values():
+            rtp.close()
+            rtcp.close()
+
+    def _reuse(self, key: tuple[str, int], rtp: socket.socket, rtcp: socket.socket) -> PortPair:
+        """An idle pair handed out again, emptied of what arrived while it was idle."""
+        _drain(rtp)
+        _drain(rtcp)
+        self._in_use.add(key)
+        return PortPair(key[0], key[1], rtp, rtcp, self)
 
     def _bind(self, host: str, port: int) -> PortPair | None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -122,3 +194,25 @@ class PortPool:
         rtp.setblocking(False)
         rtcp.setblocking(False)
         return PortPair(host, port, rtp, rtcp, self)
+
+
+def _drain(sock: socket.socket) -> None:
+    """Discard the datagrams queued on an idle socket (stragglers of its last call)."""
+    for _ in range(_DRAIN_LIMIT):
+        try:
+            sock.recv(1)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # e.g. a queued ICMP error: read on
+            continue
+
+
+def _default_keep_idle() -> int:
+    """Idle pairs to keep: a quarter of the descriptor limit in sockets, at most 2048 pairs."""
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return 0
+    if soft == resource.RLIM_INFINITY:
+        return _MAX_KEEP_IDLE
+    return max(0, min(_MAX_KEEP_IDLE, soft // 8))

@@ -153,7 +153,7 @@ class RelayLeg:
         self._clock = clock
         self.rtp = _Endpoint(pair.rtp, self, **latch)
         self.rtcp = _Endpoint(pair.rtcp, None, **latch)
-        self._family = pair.rtp.family
+        self._family = socket.AF_INET6 if ":" in pair.host else socket.AF_INET
         self.srtp: LegCrypto | None = None  # set through RelaySession.set_srtp
         # The phone's latest report block: (cumulative lost, expected, jitter ms, fraction).
         self.report: tuple[int, int, float, float] | None = None
@@ -184,6 +184,8 @@ class RelayLeg:
 
     def send_rtp(self, data: bytes, target: tuple[str, int] | SocketAddress) -> None:
         """Send a locally made RTP packet (prompts, music) to this leg's phone, protected."""
+        if self.pair.released:  # the pair may already serve another call
+            return
         srtp = self.srtp
         if srtp is not None:
             protected = srtp.protect(data)
@@ -321,12 +323,17 @@ class RelaySession:
         self, a_to_b: Transcoder | None = None, b_to_a: Transcoder | None = None
     ) -> None:
         """Rewrite packets per direction (None: relay unchanged); takes effect at once."""
+        if self._transcoders == (a_to_b, b_to_a):
+            return
         self._transcoders = (a_to_b, b_to_a)
         self._compose()
 
     def set_srtp(self, name: str, srtp: LegCrypto | None) -> None:
         """SRTP of leg ``name`` (None: plain RTP; a BlockedLeg: no keys yet); at once."""
-        self.leg(name).srtp = srtp
+        leg = self.leg(name)
+        if srtp is None and leg.srtp is None:
+            return
+        leg.srtp = srtp
         self._compose()
 
     def _compose(self) -> None:
@@ -396,48 +403,38 @@ class RelaySession:
         loop.add_reader(b.rtcp.sock.fileno(), self._pump, b.rtcp, a.rtcp)
 
     def _pump(self, src: _Endpoint, dst: _Endpoint) -> None:
-        """Forward what ``src`` received to ``dst``'s remote: the per-packet hot path."""
-        data: bytes | bytearray
+        """Forward what ``src`` received to ``dst``'s remote: the per-packet hot path.
+
+        The common wakeup (a socket heard again after a packet interval) reads
+        one datagram inline; a socket woken again within ``_HOT_GAP`` drains
+        a batch through :meth:`_drain`.
+        """
         now = self._clock()
-        budget = _BATCH if now - src.woken < _HOT_GAP else 1
+        if now - src.woken < _HOT_GAP:
+            src.woken = now
+            self._drain(src, dst, now)
+            return
         src.woken = now
-        transform = src.transform
-        for _ in range(budget):
+        try:
+            data, source = src.recvfrom(_MAX_DATAGRAM)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # e.g. an ICMP error queued on the socket
+            log.debug("relay receive error: %s", exc)
+            return
+        _forward(src, dst, data, source, now)
+
+    def _drain(self, src: _Endpoint, dst: _Endpoint, now: float) -> None:
+        """Read and forward up to ``_BATCH`` datagrams (a backlog or a very fast stream)."""
+        for _ in range(_BATCH):
             try:
                 data, source = src.recvfrom(_MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # e.g. an ICMP error queued on the socket
+            except OSError as exc:
                 log.debug("relay receive error: %s", exc)
                 continue
-            if data and data[0] < 4:  # RFC 7983: STUN (keep-alive, consent) on the media port
-                reply = binding_response(bytes(data), source)
-                if reply is not None:
-                    with contextlib.suppress(OSError):
-                        src.sendto(reply, source)
-                    continue
-            if (source != src.remote or not src.latched) and not _admit(src, source, now):
-                src.dropped += 1
-                continue
-            src.last_heard = now
-            src.packets_in += 1
-            src.bytes_in += len(data)
-            target = dst.remote
-            if target is None:
-                continue
-            if transform is not None:
-                out = transform(data)
-                if out is None:
-                    src.rejected += 1
-                    continue
-                data = out
-            try:
-                dst.sendto(data, target)
-            except OSError:
-                dst.send_errors += 1
-                continue
-            dst.packets_out += 1
-            dst.bytes_out += len(data)
+            _forward(src, dst, data, source, now)
 
     def _schedule_check(self) -> None:
         if self.rtp_timeout > 0 and self._loop is not None and not self._closed:
@@ -456,6 +453,42 @@ class RelaySession:
                     log.exception("on_timeout handler failed")
             self._timed_out[leg.name] = silent
         self._schedule_check()
+
+
+def _forward(
+    src: _Endpoint, dst: _Endpoint, data: bytes, source: SocketAddress, now: float
+) -> None:
+    """One datagram from ``src``'s socket: STUN, latching, counters, transform, send."""
+    if data and data[0] < 4:  # RFC 7983: STUN (keep-alive, consent) on the media port
+        reply = binding_response(bytes(data), source)
+        if reply is not None:
+            with contextlib.suppress(OSError):
+                src.sendto(reply, source)
+            return
+    if (source != src.remote or not src.latched) and not _admit(src, source, now):
+        src.dropped += 1
+        return
+    size = len(data)
+    src.last_heard = now
+    src.packets_in += 1
+    src.bytes_in += size
+    target = dst.remote
+    if target is None:
+        return
+    transform = src.transform
+    if transform is not None:
+        out = transform(data)
+        if out is None:
+            src.rejected += 1
+            return
+        data, size = out, len(out)  # type: ignore[assignment]
+    try:
+        dst.sendto(data, target)
+    except OSError:
+        dst.send_errors += 1
+        return
+    dst.packets_out += 1
+    dst.bytes_out += size
 
 
 def _chain(

@@ -132,6 +132,20 @@ class RtpMap:
         return f"{self.payload_type} {self.encoding}/{self.clock_rate}{channels}"
 
 
+_RTPMAP_CACHE: dict[str, RtpMap] = {}
+_RTPMAP_CACHE_SIZE = 1024
+
+
+def parse_rtpmap(value: str) -> RtpMap:
+    """:meth:`RtpMap.parse`, remembering the values seen (phones repeat theirs on every call)."""
+    rtpmap = _RTPMAP_CACHE.get(value)
+    if rtpmap is None:
+        rtpmap = RtpMap.parse(value)
+        if len(_RTPMAP_CACHE) < _RTPMAP_CACHE_SIZE:
+            _RTPMAP_CACHE[value] = rtpmap
+    return rtpmap
+
+
 # RFC 3551 table 4: static audio payload types usable without an rtpmap.
 STATIC_RTPMAPS = {
     pt: RtpMap(pt, name, rate)
@@ -270,8 +284,12 @@ class MediaDescription(_Attributes):
     @property
     def rtpmaps(self) -> dict[int, RtpMap]:
         """The ``rtpmap`` attributes by payload type."""
-        maps = (RtpMap.parse(value) for value in self.get_all("rtpmap"))
-        return {rtpmap.payload_type: rtpmap for rtpmap in maps}
+        maps: dict[int, RtpMap] = {}
+        for attribute in self.attributes:
+            if attribute.name == "rtpmap":
+                rtpmap = parse_rtpmap(attribute.value or "")
+                maps[rtpmap.payload_type] = rtpmap
+        return maps
 
     def rtpmap(self, payload_type: int) -> RtpMap | None:
         """The payload type's format: its rtpmap, else the static RFC 3551 one."""
@@ -315,6 +333,11 @@ class MediaDescription(_Attributes):
     def candidates(self) -> list[str]:
         """``a=candidate`` values as written (RFC 8839 §5.1)."""
         return self.get_all("candidate")
+
+
+def milliseconds(value: str | None, name: str) -> int | None:
+    """A ``ptime``/``maxptime`` value in whole milliseconds (None when absent)."""
+    return _milliseconds(value, name)
 
 
 def _milliseconds(value: str | None, name: str) -> int | None:

@@ -18,7 +18,10 @@ from callway.sdp.model import (
     Line,
     MediaDescription,
     Origin,
+    RtcpAttribute,
     SessionDescription,
+    milliseconds,
+    parse_rtpmap,
 )
 
 __all__ = ["format_sdp", "parse_sdp"]
@@ -158,15 +161,15 @@ def _attribute(value: str) -> Attribute:
 
 def _check(attribute: Attribute) -> None:
     """Parse the attributes callway reads, so a bad one fails at parse time."""
-    probe = MediaDescription("audio", 0, "RTP/AVP", [], attributes=[attribute])
-    if attribute.name == "rtpmap":
-        _ = probe.rtpmaps
-    elif attribute.name == "fmtp" and not (attribute.value or "").split(" ", 1)[0].isdigit():
+    name, value = attribute.name, attribute.value or ""
+    if name == "rtpmap":
+        parse_rtpmap(value)
+    elif name == "fmtp" and not value.split(" ", 1)[0].isdigit():
         raise SdpError(f"bad fmtp {attribute.value!r}")
-    elif attribute.name in ("ptime", "maxptime"):
-        _ = probe.ptime, probe.maxptime
-    elif attribute.name == "rtcp":
-        _ = probe.rtcp
+    elif name in ("ptime", "maxptime"):
+        milliseconds(value, name)
+    elif name == "rtcp":
+        RtcpAttribute.parse(value)
 
 
 def format_sdp(desc: SessionDescription) -> bytes:

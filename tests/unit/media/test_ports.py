@@ -93,3 +93,62 @@ def test_thousands_of_allocations_never_leak() -> None:
     assert len({p.rtp_port for p in everything}) == pool.capacity
     for pair in everything:
         pair.close()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_closed_pairs_stay_bound_and_are_reused_after_quarantine() -> None:
+    start, end = block(20)
+    clock = FakeClock()
+    pool = PortPool(HOST, start, end, keep_idle=4, quarantine=2.0, clock=clock)
+    first = pool.allocate()
+    rtp_socket = first.rtp
+    first.close()
+    first.close()  # idempotent
+    assert first.closed and pool.in_use == 0 and pool.idle == 1
+    assert rtp_socket.fileno() >= 0  # kept bound, idle
+    # A straggler of the ended call arrives while the pair is idle.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as late:
+        late.sendto(b"late RTP", (HOST, first.rtp_port))
+        late.sendto(b"late RTCP", (HOST, first.rtcp_port))
+    second = pool.allocate()  # still quarantined: the cursor binds the next pair
+    assert second.rtp_port == first.rtp_port + 2
+    clock.now += 2.0
+    third = pool.allocate()
+    assert third.rtp_port == first.rtp_port and third.rtp is rtp_socket
+    assert not third.closed and pool.in_use == 2 and pool.idle == 0
+    with pytest.raises(BlockingIOError):  # the straggler was drained
+        third.rtp.recv(100)
+    with pytest.raises(BlockingIOError):
+        third.rtcp.recv(100)
+    second.close()
+    third.close()
+    assert pool.in_use == 0 and pool.idle == 2
+    pool.close_idle()
+    assert pool.idle == 0 and rtp_socket.fileno() < 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((HOST, first.rtp_port))  # unbound again
+
+
+def test_idle_pairs_are_capped() -> None:
+    start, end = block(20)
+    pool = PortPool(HOST, start, end, keep_idle=1)
+    one, two = pool.allocate(), pool.allocate()
+    one.close()
+    two.close()
+    assert pool.idle == 1 and one.rtp.fileno() >= 0 and two.rtp.fileno() < 0
+    pool.close_idle()
+
+
+def test_keep_idle_zero_unbinds_at_once() -> None:
+    start, end = block(10)
+    pool = PortPool(HOST, start, end, keep_idle=0)
+    pair = pool.allocate()
+    pair.close()
+    assert pool.idle == 0 and pair.rtp.fileno() < 0

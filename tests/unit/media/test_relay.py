@@ -221,6 +221,7 @@ def test_rtp_timeout_fires_once_for_the_silent_leg(pool: PortPool) -> None:
 def test_close_releases_ports_and_stops_relaying(pool: PortPool) -> None:
     async def scenario() -> None:
         phone_a, phone_b = phone(), phone()
+        pool.keep_idle = 0  # unbind on close (the PBX's pool keeps pairs idle for reuse)
         session = RelaySession(pool, host=HOST, symmetric=True)
         session.b.set_remote(address(phone_b))
         session.start()

@@ -44,7 +44,7 @@ from callway.pbx.dialplan.interpreter import DialplanRunner
 from callway.pbx.model import Endpoint
 from callway.sdp.errors import SdpError
 from callway.sdp.model import SessionDescription
-from callway.sdp.parse import format_sdp, parse_sdp
+from callway.sdp.parse import parse_sdp
 
 if TYPE_CHECKING:
     from callway.app.b2bua.service import CallService
@@ -208,8 +208,7 @@ class Channel:
 
     def _early_sdp(self) -> bytes:
         assert self.media is not None
-        side = self.media.sides["a"]
-        return format_sdp(side.last_local) if side.last_local is not None else b""
+        return self.media.sides["a"].last_body  # as sent: not formatted again
 
     def _take_ack_answer(self, _leg: Leg, body: bytes) -> None:
         """The caller's ACK answers the offer of our 200 (delayed offer, RFC 3261 §13.2.1)."""

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("callway.dial")
 
+_CALLER_GONE = "caller gone"  # markers in Dialer.ready
+_TIMEOUT = "timeout"
+
 
 def dial_status(statuses: list[int]) -> str:
     """DIALSTATUS from the final responses of every fork (Asterisk's mapping)."""
@@ -92,6 +95,8 @@ class Dialer:
         self.legs: list[OutboundLeg] = []
         self.held = False
         self.answered_elsewhere = False
+        # Forks with a response queued, or a marker (_CALLER_GONE, _TIMEOUT): see _wait.
+        self.ready: asyncio.Queue[OutboundLeg | str] = asyncio.Queue()
 
     def _contacts(self) -> list[tuple[Endpoint, Binding]]:
         service = self.channel.service
@@ -178,46 +183,57 @@ class Dialer:
             )
             log.debug("%s: ringing %s at %s", channel.name, endpoint.name, binding.source)
             channel.add_call_id(leg.call_id)
+            leg.notify = self.ready.put_nowait
             leg.start()
             self.legs.append(leg)
 
     async def _wait(self) -> DialResult:
+        """Take the forks' responses in arrival order until an answer, the end or the timeout.
+
+        Legs, the caller's hangup and the Dial timeout all feed one queue
+        (no Task per response): a leg puts itself when it queued a response,
+        the caller's leg and the timer put a marker.
+        """
         channel = self.channel
-        pending = {leg: asyncio.ensure_future(leg.responses.get()) for leg in self.legs}
-        caller_gone = asyncio.ensure_future(channel.leg.ended.wait())
-        deadline = None if not self.action.timeout else time.time() + self.action.timeout
+        if channel.leg.ended.is_set():
+            return self._result("CANCEL")
+        ready: asyncio.Queue[OutboundLeg | str] = self.ready
+        channel.leg.end_hooks.append(self._caller_gone)
+        timer = None
+        if self.action.timeout:
+            loop = asyncio.get_running_loop()
+            timer = loop.call_later(self.action.timeout, ready.put_nowait, _TIMEOUT)
+        pending = set(self.legs)
         finals: list[int] = []
         try:
             while pending:
-                remaining = None if deadline is None else max(0.0, deadline - time.time())
-                done, _ = await asyncio.wait(
-                    {*pending.values(), caller_gone},
-                    timeout=remaining,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if caller_gone in done:
+                item = await ready.get()
+                if item is _CALLER_GONE:
                     return self._result("CANCEL")
-                if not done:
+                if item is _TIMEOUT:
                     return self._result("NOANSWER")
-                for leg, task in list(pending.items()):
-                    if task not in done:
-                        continue
-                    response = task.result()
-                    if response is not None and response.status < 200:
-                        self._provisional(response)
-                        pending[leg] = asyncio.ensure_future(leg.responses.get())
-                        continue
-                    del pending[leg]
-                    if response is not None and response.status < 300:
-                        for task_left in pending.values():
-                            task_left.cancel()
-                        return await self._bridge(leg, response)
-                    finals.append(response.status if response is not None else 408)
+                assert isinstance(item, OutboundLeg)
+                if item not in pending or item.responses.empty():
+                    continue
+                leg, response = item, item.responses.get_nowait()
+                if response is not None and response.status < 200:
+                    self._provisional(response)
+                    continue
+                pending.discard(leg)
+                if response is not None and response.status < 300:
+                    return await self._bridge(leg, response)
+                finals.append(response.status if response is not None else 408)
             return self._result(dial_status(finals))
         finally:
-            caller_gone.cancel()
-            for task in pending.values():
-                task.cancel()
+            if timer is not None:
+                timer.cancel()
+            with contextlib.suppress(ValueError):
+                channel.leg.end_hooks.remove(self._caller_gone)
+            for leg in self.legs:
+                leg.notify = None
+
+    def _caller_gone(self) -> None:
+        self.ready.put_nowait(_CALLER_GONE)
 
     def _provisional(self, response: Response) -> None:
         """Relay ringing; a 183 with SDP opens early media through the relay.

@@ -121,6 +121,9 @@ def publish(channel: Channel, kind: str, **data: Any) -> None:
     bus = getattr(channel.service, "events", None)
     if not isinstance(bus, EventBus):
         return
+    if not bus._subscribers:  # nobody listens: count it, build nothing
+        bus.published += 1
+        return
     bus.emit(
         kind,
         channel.uid,

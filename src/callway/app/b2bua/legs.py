@@ -57,7 +57,9 @@ class Leg:
         self.dialog: Dialog | None = None
         self.listener: LegListener | None = None
         self.ended = asyncio.Event()
-        self._retransmit: asyncio.Task[None] | None = None
+        #: Called once when the leg ends (cheaper to wait on than ``ended`` in a Task).
+        self.end_hooks: list[Callable[[], None]] = []
+        self._retransmit: asyncio.TimerHandle | None = None
         # an ACK carrying the SDP answer to the offer in our 2xx (RFC 3264 §4, §3261 §13.2.1)
         self.on_ack_sdp: Callable[[Leg, bytes], None] | None = None
         # RFC 4028: the running session timer and the SDP a re-INVITE refresh carries
@@ -106,11 +108,13 @@ class Leg:
         )
 
     async def send(self, request: Request, timeout: float = 32.0) -> Response | None:
-        """Send an in-dialog request and wait for its final response."""
+        """Send an in-dialog request and wait for its final response (None: timed out)."""
+        future = self.mgr.request(request, self.peer)
+        expiry = asyncio.get_running_loop().call_later(timeout, _expire, future)
         try:
-            return await asyncio.wait_for(self.mgr.request(request, self.peer), timeout)
-        except TimeoutError:
-            return None
+            return await future
+        finally:
+            expiry.cancel()
 
     async def bye(self) -> None:
         """Hang up this leg (§15.1.1)."""
@@ -122,7 +126,11 @@ class Leg:
 
     def finish(self) -> None:
         """The leg is over: stop timers, forget the dialog."""
-        self.ended.set()
+        if not self.ended.is_set():
+            self.ended.set()
+            hooks, self.end_hooks = self.end_hooks, []
+            for hook in hooks:
+                hook()
         self._stop_retransmit()
         task, self._timer_task = self._timer_task, None
         if task is not None and task is not asyncio.current_task():
@@ -243,29 +251,41 @@ class Leg:
         self.mgr.port.send_stateless(ack, self.peer)
 
     def answer_2xx(self, key: ServerTransactionKey, response: Response) -> None:
-        """Send a 2xx to an INVITE and retransmit it until the ACK (§13.3.1.4)."""
+        """Send a 2xx to an INVITE and retransmit it until the ACK (§13.3.1.4).
+
+        The retransmissions are one timer handle rescheduled at T1, 2*T1...
+        capped at T2, for 64*T1 in all; no Task per answered call.
+        """
         self.mgr.port.send_response(key, response)
         self._stop_retransmit()
-        self._retransmit = asyncio.get_running_loop().create_task(self._retransmit_2xx(response))
+        self._retransmit = asyncio.get_running_loop().call_later(
+            T1, self._retransmit_2xx, response, T1, 0.0
+        )
 
-    async def _retransmit_2xx(self, response: Response) -> None:
-        interval = T1
-        waited = 0.0
-        while waited < 64 * T1:
-            await asyncio.sleep(interval)
-            waited += interval
-            self.mgr.port.send_stateless(response, self.peer)
+    def _retransmit_2xx(self, response: Response, interval: float, waited: float) -> None:
+        waited += interval
+        self.mgr.port.send_stateless(response, self.peer)
+        if waited < 64 * T1:
             interval = min(2 * interval, T2)
+            self._retransmit = asyncio.get_running_loop().call_later(
+                interval, self._retransmit_2xx, response, interval, waited
+            )
+            return
         log.warning("no ACK for the 2xx of %s: hanging up", response.call_id)
         self._retransmit = None
         if self.listener is not None and not self.ended.is_set():
-            await self.bye()
-            self.listener.on_bye(self)
+            asyncio.get_running_loop().create_task(self._no_ack())
+
+    async def _no_ack(self) -> None:
+        listener = self.listener
+        await self.bye()
+        if listener is not None:
+            listener.on_bye(self)
 
     def _stop_retransmit(self) -> None:
-        task, self._retransmit = self._retransmit, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
+        handle, self._retransmit = self._retransmit, None
+        if handle is not None:
+            handle.cancel()
 
     def handle_ack(self, request: Request) -> None:
         """The ACK for our 2xx arrived; it may carry the answer to our offer."""
@@ -375,6 +395,8 @@ class OutboundLeg(Leg):
         body: bytes,
         extra: tuple[tuple[str, str], ...] = (),
     ) -> None:
+        self._dialog: Dialog | None = None
+        self._early_response: Response | None = None  # makes the early dialog when needed
         local = dest.local or mgr.port.default_local(dest.transport)
         super().__init__(mgr, dest, local)
         self.local_tag = new_tag()
@@ -401,6 +423,13 @@ class OutboundLeg(Leg):
         self.cancel_pending = False
         self.cancelled = False
         self._ack: Request | None = None
+        #: Told after each response is queued (a Dialer waiting on several legs at once).
+        self.notify: Callable[[OutboundLeg], None] | None = None
+
+    def _queue(self, response: Response | None) -> None:
+        self.responses.put_nowait(response)
+        if self.notify is not None:
+            self.notify(self)
 
     def start(self) -> None:
         """Send the INVITE."""
@@ -410,7 +439,7 @@ class OutboundLeg(Leg):
         if response is None:
             if self.final is None:
                 self.final = Response(408, "Request Timeout")
-                self.responses.put_nowait(None)
+                self._queue(None)
             return
         status = response.status
         if status < 200:
@@ -423,18 +452,52 @@ class OutboundLeg(Leg):
             self.finish()
         else:
             return
-        self.responses.put_nowait(response)
+        self._queue(response)
+
+    @property
+    def dialog(self) -> Dialog | None:
+        """The dialog: the confirmed one, else the early one, built on first use.
+
+        A provisional response with a To tag makes an early dialog (§12.1.2),
+        but it is only needed if the callee sends a request before its final
+        response, or we end the call with BYE before it; so it is built then,
+        not on every 180.
+        """
+        if self._dialog is None and self._early_response is not None:
+            response, self._early_response = self._early_response, None
+            with contextlib.suppress(ParseError):
+                self._dialog = Dialog.as_uac(self.invite, response)
+        return self._dialog
+
+    @dialog.setter
+    def dialog(self, value: Dialog | None) -> None:
+        self._dialog = value
+        self._early_response = None
 
     def _early(self, response: Response) -> None:
         self.provisional = True
-        if response.to.tag and self.dialog is None and response.contacts:
-            try:
-                self.dialog = Dialog.as_uac(self.invite, response)
-            except ParseError:
-                return
+        if (
+            response.to.tag
+            and self._dialog is None
+            and self._early_response is None
+            and response.get("contact")
+        ):
+            self._early_response = response
             self.mgr.add_dialog(self.call_id, self.local_tag, self)
         if self.cancel_pending:
             self._send_cancel()
+
+    def handle_request(self, key: ServerTransactionKey, request: Request) -> None:
+        if self.dialog is None:  # the early dialog's response turned out unusable
+            self.mgr.port.send_response(key, make_response(request, 481))
+            return
+        super().handle_request(key, request)
+
+    def finish(self) -> None:
+        if self._dialog is None and self._early_response is not None:
+            self._early_response = None  # an early dialog never used: just forget it
+            self.mgr.remove_dialog(self.call_id, self.local_tag)
+        super().finish()
 
     def _success(self, response: Response) -> None:
         if self.final is not None and self.final.status // 100 == 2:
@@ -451,7 +514,7 @@ class OutboundLeg(Leg):
             # The 2xx crossed our CANCEL: the call is up at the callee; end it.
             asyncio.get_running_loop().create_task(self.bye())
             return
-        self.responses.put_nowait(response)
+        self._queue(response)
 
     def handle_stray_2xx(self, response: Response) -> None:
         if self._ack is not None:
@@ -482,3 +545,8 @@ def _copy_record_route(request: Request, response: Response) -> None:
     """
     for value in request.get_all("record-route"):
         response.add("Record-Route", value)
+
+def _expire(future: asyncio.Future[Response | None]) -> None:
+    """An in-dialog request's wait is over: no final response (None)."""
+    if not future.done():
+        future.set_result(None)

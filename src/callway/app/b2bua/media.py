@@ -59,6 +59,11 @@ class Side:
     version: int = 0
     offered: list[CryptoAttribute] = field(default_factory=list)  # our last offer's keys
     srtp: LegSrtp | None = None  # the keys in use on this leg
+    last_body: bytes = b""  # last_local as sent
+    # (offer, codec order) that last_local answers: the same answer is given again as is
+    answered: tuple[SessionDescription, tuple[str, ...]] | None = None
+    # (remote, its codec): what codec() found for that remote
+    remote_codec: tuple[SessionDescription, str | None] | None = None
 
     @property
     def secure(self) -> bool:
@@ -104,16 +109,27 @@ class CallMedia:
 
     def _bump(self, side: Side, desc: SessionDescription) -> bytes:
         side.last_local = desc
-        return format_sdp(desc)
+        side.answered = None
+        side.last_body = format_sdp(desc)
+        return side.last_body
 
     def answer(
         self, name: str, offer: SessionDescription, prefer: str | None = None
     ) -> bytes | None:
-        """Our answer to ``offer`` from side ``name``; None means 488 (RFC 3264 §6)."""
+        """Our answer to ``offer`` from side ``name``; None means 488 (RFC 3264 §6).
+
+        Answering the same offer again with the same codec order (the channel
+        checks the offer at once, and answers it when the callee answered)
+        repeats the previous answer, version included: the session did not
+        change (RFC 3264 §8); the relay keeps what it latched meanwhile.
+        """
         side = self.sides[name]
         codecs = side.codecs
         if prefer and prefer in codecs:
             codecs = (prefer, *(c for c in codecs if c != prefer))
+        answered = side.answered
+        if answered is not None and answered[0] is offer and answered[1] == codecs:
+            return side.last_body  # the relay already points where this offer says
         side.version += 1
         chosen: list[tuple[CryptoAttribute, CryptoAttribute]] = []
 
@@ -141,7 +157,10 @@ class CallMedia:
         if side.secure:
             self._key(name, *chosen[-1])
         self._point(name, offer)
-        return self._bump(side, desc)
+        body = self._bump(side, desc)
+        if not side.secure:  # SRTP answers pick keys each time: never repeated as is
+            side.answered = (offer, codecs)
+        return body
 
     def _our_key(self, side: Side, suite: str, tag: int) -> CryptoAttribute:
         """Our key for ``suite``: the one in use or last offered, else a fresh one."""
@@ -222,9 +241,17 @@ class CallMedia:
 
     def codec(self, name: str) -> str | None:
         """The codec side ``name`` settled on (first of its remote's formats)."""
-        remote = self.sides[name].remote if name in self.sides else None
-        fmt = audio_format(remote) if remote is not None else None
-        return fmt.codec.name if fmt is not None else None
+        side = self.sides.get(name)
+        remote = side.remote if side is not None else None
+        if remote is None or side is None:
+            return None
+        known = side.remote_codec
+        if known is not None and known[0] is remote:
+            return known[1]
+        fmt = audio_format(remote)
+        codec = fmt.codec.name if fmt is not None else None
+        side.remote_codec = (remote, codec)
+        return codec
 
     def bridge(self) -> None:
         """Set up ulaw<->alaw transcoding when the two sides disagree."""

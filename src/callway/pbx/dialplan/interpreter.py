@@ -54,6 +54,12 @@ from callway.pbx.dialplan_model import Dialplan
 
 log = logging.getLogger("callway.pbx.dialplan")
 
+# find_priority results by (dialplan, context, exten, priority, caller id): a loaded
+# dialplan never changes (a reload makes a new one), and every call to the same
+# extension takes the same steps.  The entry holds its dialplan, so an id is not reused.
+_FOUND_SIZE = 4096
+_FOUND: dict[tuple[int, str, str, int, str | None], tuple[Dialplan, Found | None]] = {}
+
 MAX_STEPS = 10_000
 MAX_GOSUB_DEPTH = 128
 FALLTHROUGH_INDICATION_SECONDS = 10.0
@@ -209,9 +215,17 @@ class DialplanRunner:
 
     def _lookup(self) -> Found | None:
         scope = self.scope
-        return find_priority(
-            self.dialplan, scope.context, scope.exten, scope.priority, scope.callerid_num
-        )
+        dialplan = self.dialplan
+        key = (id(dialplan), scope.context, scope.exten, scope.priority, scope.callerid_num)
+        hit = _FOUND.get(key)
+        if hit is not None and hit[0] is dialplan:
+            return hit[1]
+        found = find_priority(dialplan, scope.context, scope.exten, scope.priority,
+                              scope.callerid_num)  # fmt: skip
+        if len(_FOUND) >= _FOUND_SIZE:
+            _FOUND.clear()
+        _FOUND[key] = (dialplan, found)
+        return found
 
     def _run(self) -> Action:
         for _ in range(self.max_steps):
@@ -244,9 +258,10 @@ class DialplanRunner:
             log.warning("%s: %s for extension %s", self.scope.channel_name, reason, self._where())
             return self._finish(Hangup(None, reason))
         args = self.scope.substitute(step.args_raw)
-        log.info(
-            'Executing %s %s("%s", "%s")', self._where(), app[0], self.scope.channel_name, args
-        )
+        if log.isEnabledFor(logging.DEBUG):  # Asterisk's verbose level 3: off in its log files
+            log.debug(
+                'Executing %s %s("%s", "%s")', self._where(), app[0], self.scope.channel_name, args
+            )
         return self._apply(app[1](args, self.scope))
 
     def _apply(self, outcome: apps.Outcome) -> Action | None:
