@@ -329,6 +329,7 @@ class PbxApp:
         if self.cluster is not None:
             await self.cluster.close()
         self.calls.rooms.close_all()
+        self.pool.close_idle()
         await self.stack.close()
         if self.tracer is not None:
             self.tracer.close()

@@ -152,7 +152,8 @@ class RelayService:
     ) -> None:
         self.settings = settings
         self.clock = clock
-        self.pool = PortPool(settings.media_ip, settings.port_min, settings.port_max)
+        # Ports are unbound when a call is deleted, as rtpengine does (no idle pairs).
+        self.pool = PortPool(settings.media_ip, settings.port_min, settings.port_max, keep_idle=0)
         self.engine = NgEngine(self._open_stream, settings.sdp_address, timeout=settings.timeout)
         self.engine.observer = self._logged
         self.transport: asyncio.DatagramTransport | None = None
