@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -111,6 +112,13 @@ def test_demo_starts_with_seed_defaults(tmp_path: Path) -> None:
         output, _ = proc.communicate(timeout=10)
     text = output.decode(errors="replace")
     assert "8005" in text and "8006" in text and "password" in text, text[-3000:]
+    # The admin line names where the admin API listened, or says it did not start.
+    admin = re.search(r"Admin page: (http://\S+/|not started)", text)
+    assert admin is not None, text[-3000:]
+    if admin.group(1) == "not started":
+        assert "admin API not started" in text, text[-3000:]
+    else:
+        assert f"admin API and dashboard on {admin.group(1)}" in text, text[-3000:]
 
 
 def test_stun_keepalive_on_sip_port(pbx: PbxProcess) -> None:

@@ -54,8 +54,10 @@ def pjsip_text(port: int) -> str:
     return DEMO_PJSIP_CONF.replace("bind=0.0.0.0:5061", f"bind=0.0.0.0:{port}")
 
 
-def banner(settings: DemoSettings, address: str, balancer: bool, stun: bool) -> str:
-    """How to use the demo."""
+def banner(
+    settings: DemoSettings, address: str, balancer: bool, stun: bool, admin_url: str | None = None
+) -> str:
+    """How to use the demo; ``admin_url`` is None when the admin API did not start."""
     lines = [
         "callway demo: the seed's PBX (pjsip.conf/extensions.conf unchanged) is running.",
         f"  Register softphones to {address}:{settings.pbx_port} (UDP):",
@@ -70,7 +72,11 @@ def banner(settings: DemoSettings, address: str, balancer: bool, stun: bool) -> 
     lines += [
         f"  Alive? callway probe sip:s@127.0.0.1:{settings.pbx_port}",
         f"  Console: callway console --state-dir {settings.state_dir}",
-        f"  Admin page: http://127.0.0.1:8088/ (token in {settings.state_dir}/admin.token)",
+        (
+            f"  Admin page: {admin_url}/ (token in {settings.state_dir}/admin.token)"
+            if admin_url
+            else "  Admin page: not started (its address is in use; see the log above)"
+        ),
         "  Ctrl-C stops.",
     ]
     return "\n".join(lines)
@@ -134,8 +140,9 @@ class Demo:
         """Serve until SIGINT/SIGTERM."""
         loop = asyncio.get_running_loop()
         await self.start()
+        admin = self.pbx.admin.url if self.pbx.admin is not None else None
         print(banner(self.settings, self.address, self.balancer is not None,
-                     self.stun is not None), flush=True)  # fmt: skip
+                     self.stun is not None, admin), flush=True)  # fmt: skip
         stopped = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopped.set)
