@@ -39,7 +39,7 @@ from callway.admin import AdminServer, start_admin
 from callway.app.admin_backends import BalancerBackend
 from callway.app.alerts import AlertSender
 from callway.app.balancer_console import balancer_commands
-from callway.app.balancer_tu import BalancerUser
+from callway.app.balancer_tu import BRANCH_PREFIX, BalancerUser
 from callway.app.balancer_workers import (
     WorkerLink,
     WorkerRole,
@@ -49,6 +49,7 @@ from callway.app.balancer_workers import (
 )
 from callway.app.control import ControlServer
 from callway.balancer.algorithms import RequestFacts, SelectorState, select_destinations
+from callway.balancer.fastpath import FastRelay
 from callway.balancer.model import (
     Algorithm,
     DispatcherSet,
@@ -67,6 +68,7 @@ from callway.sip.errors import ParseError
 from callway.sip.message import Request
 from callway.sip.transaction import (
     ClientTransactionKey,
+    RequestReceived,
     ResponseReceived,
     TransactionEvent,
     TransactionTimeout,
@@ -78,6 +80,7 @@ from callway.transport.udp import UdpEndpoint
 
 log = logging.getLogger("callway.balancer")
 TIMER_TICK = 0.1  # seconds between checks of the proxy's failover timers
+FAST_TICK = 0.05  # seconds between runs of the fast path's retransmission timers
 OVERLOAD_LAG = 0.4  # seconds in the kernel's queue: new INVITEs get 503 (before T1, 0.5 s)
 STATS_EVERY = 10  # ticks between a worker's counters sent to the primary
 READY_TIMEOUT = 10.0  # seconds the primary waits for its workers to bind
@@ -266,6 +269,11 @@ class BalancerApp:
             server_header=f"callway balancer {__version__}",
         )  # fmt: skip
         self.proxy.overloaded = self._overloaded
+        self.fast = FastRelay(
+            self.identity, self.picker, self.stack.send_bytes, branch_prefix=BRANCH_PREFIX,
+            first_response_timeout=self.proxy.first_response_timeout, stats=self.proxy.stats,
+        )  # fmt: skip
+        self.fast.overloaded = self._overloaded
         self.alerts = AlertSender(settings.alert_url, settings.alert_secret)
         self._probes: dict[ClientTransactionKey, str] = {}
         self.admin: AdminServer | None = None
@@ -291,8 +299,15 @@ class BalancerApp:
 
     # -- TU: probe answers go to the prober, the rest to the proxy ---------------------------
 
+    def on_datagram(self, data: bytes, source: Address) -> None:
+        """One datagram: the fast path relays it, or the full SIP stack takes it."""
+        if not self.fast.receive(data, source, time.time()):
+            self.stack.on_data(data, source)
+
     def handle_event(self, event: TransactionEvent, now: float) -> None:
         """Route one transaction event."""
+        if isinstance(event, RequestReceived) and event.request.method == "INVITE":
+            self.fast.note_slow_invite(event.request.via.branch, now)
         if isinstance(event, ResponseReceived) and event.key in self._probes:
             if event.response.status >= 200:
                 uri = self._probes.pop(event.key)
@@ -314,13 +329,17 @@ class BalancerApp:
         loop = asyncio.get_running_loop()
         role = self.role
         if role.count > 1:
-            self.link = WorkerLink(role, self.stack.on_data, self._on_control)
+            self.link = WorkerLink(role, self.on_datagram, self._on_control)
             self.link.start(loop)
             if not role.primary:
                 self.picker.report_failure = self._report_failure
         bound = await self._bind()
+        for endpoint in self.stack.udp:
+            if endpoint.receiver == self.stack.on_data:
+                endpoint.receiver = self.on_datagram
         self.stack.start(loop)
         self._tasks.append(loop.create_task(self._proxy_timer_loop()))
+        self._tasks.append(loop.create_task(self._fast_timer_loop()))
         if not role.primary:
             assert self.link is not None
             self.link.send_control(0, {"ready": role.index})
@@ -360,6 +379,8 @@ class BalancerApp:
         self.identity = dataclasses.replace(self.identity, via_port=self.private.port)
         self.proxy.me = self.identity
         self.proxy.outbound_local = (host, self.private.port)
+        self.fast.set_identity(self.identity)
+        self.fast.outbound_local = self.proxy.outbound_local
 
     async def _start_operations(self) -> None:
         """The primary's console socket and admin API."""
@@ -392,6 +413,15 @@ class BalancerApp:
             deadline = prober.get_timer()
             delay = 1.0 if deadline is None else min(1.0, max(0.01, deadline - time.time()))
             await asyncio.sleep(delay)
+
+    async def _fast_timer_loop(self) -> None:
+        """Drive the fast path's retransmissions and timeouts."""
+        fast = self.fast
+        while True:
+            await asyncio.sleep(FAST_TICK)
+            deadline = fast.get_timer()
+            if deadline is not None and deadline <= time.time():
+                fast.handle_timer(time.time())
 
     async def _proxy_timer_loop(self) -> None:
         """Drive the proxy's first-response timeouts (failover to the next node); worker chores."""
