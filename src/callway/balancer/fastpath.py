@@ -462,7 +462,11 @@ class FastRelay:
             return False
         relay = self.clients.get(branch)
         if relay is None:
-            return self.memory.get(("client", branch)) is not None  # absorbed or stray
+            if self.memory.get(("client", branch)) is None:
+                return False  # stray: the full path relays it by its Via
+            # A finished transaction absorbs repeated answers, except an INVITE's 2xx: the
+            # caller needs it to repeat a lost ACK (§13.3.1.4), the full path relays it.
+            return not wire.lines[0].startswith(b"SIP/2.0 2")
         status = int(wire.lines[0][8:11])
         cseq_method = (wire.value("cseq") or b"").partition(b" ")[2].strip()
         if cseq_method == b"CANCEL":
