@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import pstats
 import re
 import resource
@@ -61,6 +62,8 @@ HOST = br.HOST
 FULL_RATES = [500, 1000, 1500, 2000, 3000, 4000, 5000, 6500]
 QUICK_RATES = [500, 1500, 2500]
 PROFILE_SECONDS = 4.0
+CORES = os.cpu_count() or 1
+NODE_PIDS: list[int] = []  # the sipp UAS nodes (their CPU is reported per step)
 
 
 # --------------------------------------------------------------- processes
@@ -165,6 +168,8 @@ class Step:
     server_cpu: float
     sipp_cpu: float
     rcvbuf_errors: int
+    nodes_cpu: float = 0.0  # the two sipp UAS nodes
+    machine_cpu: float = 0.0  # every process on the machine, sipp's caller included
 
     @property
     def clean(self) -> bool:
@@ -182,6 +187,11 @@ class Step:
     def vs_sipp(self) -> float:
         return self.server_cpu / self.sipp_cpu if self.sipp_cpu else float("nan")
 
+    @property
+    def machine_share(self) -> float:
+        """The machine's CPU use during the step, of all its cores."""
+        return self.machine_cpu / (self.elapsed * CORES) if self.elapsed else float("nan")
+
 
 def sipp_counter(stdout: str, name: str) -> int:
     found = re.findall(rf"{name}\s+\|\s+\d+\s+\|\s+(\d+)", stdout)
@@ -189,6 +199,7 @@ def sipp_counter(stdout: str, name: str) -> int:
 
 
 def run_step(server: Balancer, rate: int, seconds: float, work: Path) -> Step:
+    """One sipp run at ``rate``: the balancer's, sipp's, the nodes' and the machine's CPU."""
     calls = max(100, int(rate * seconds))
     sipp = shutil.which("sipp") or "sipp"
     limit = int(seconds * 3 + 10)
@@ -199,6 +210,8 @@ def run_step(server: Balancer, rate: int, seconds: float, work: Path) -> Step:
             "-max_sched_loops", "10000", "-trace_err",
             "-error_file", str(work / f"{server.name}-{rate}-errors.log")]  # fmt: skip
     cpu_before = br.group_cpu(server.proc.pid)
+    nodes_before = sum(br.group_cpu(pid) for pid in NODE_PIDS)
+    all_before = br.all_cpu()
     rcv_before = br.udp_rcvbuf_errors()
     usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
@@ -206,6 +219,8 @@ def run_step(server: Balancer, rate: int, seconds: float, work: Path) -> Step:
                           cwd=work)  # fmt: skip
     elapsed = time.monotonic() - started
     usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    all_after = br.all_cpu()
+    nodes_after = sum(br.group_cpu(pid) for pid in NODE_PIDS)
     br.wait_idle(server.proc.pid)
     sipp_cpu = (usage_after.ru_utime - usage_before.ru_utime) + (
         usage_after.ru_stime - usage_before.ru_stime
@@ -215,6 +230,8 @@ def run_step(server: Balancer, rate: int, seconds: float, work: Path) -> Step:
         failed=sipp_counter(done.stdout, "Failed call"), elapsed=elapsed,
         server_cpu=br.group_cpu(server.proc.pid) - cpu_before, sipp_cpu=sipp_cpu,
         rcvbuf_errors=br.udp_rcvbuf_errors() - rcv_before,
+        nodes_cpu=nodes_after - nodes_before,
+        machine_cpu=br.cpu_delta(all_before, all_after) + sipp_cpu,
     )  # fmt: skip
 
 
@@ -224,7 +241,9 @@ def print_step(name: str, step: Step) -> None:
         f"  {name:9s} {step.rate:5d}/s {mark} calls {step.ok:6d}/{step.calls:<6d} "
         f"failed {step.failed:4d}  {step.elapsed:5.1f} s  "
         f"CPU {step.server_cpu:6.2f} s = {step.cpu_per_1000:5.2f} s/1000 calls  "
-        f"(x{step.vs_sipp:4.2f} sipp)  rcvbuf drops {step.rcvbuf_errors}",
+        f"(x{step.vs_sipp:4.2f} sipp)  rcvbuf drops {step.rcvbuf_errors}\n"
+        f"{'':22s}sipp caller {step.sipp_cpu:5.2f} s, UAS nodes {step.nodes_cpu:5.2f} s, "
+        f"machine {step.machine_cpu:5.2f} s = {step.machine_share:4.0%} of {CORES} cores",
         flush=True,
     )
 
@@ -324,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with workdir(args.keep) as work:
             nodes = start_nodes(work)
+            NODE_PIDS[:] = [proc.pid for proc, _ in nodes]
             list_file = work / "dispatcher.list"
             write_list(list_file, [port for _, port in nodes])
             results: dict[str, list[Step]] = {}

@@ -82,6 +82,10 @@ log = logging.getLogger("callway.balancer")
 TIMER_TICK = 0.1  # seconds between checks of the proxy's failover timers
 FAST_TICK = 0.05  # seconds between runs of the fast path's retransmission timers
 OVERLOAD_LAG = 0.4  # seconds in the kernel's queue: new INVITEs get 503 (before T1, 0.5 s)
+# Algorithms that hash a header besides the Call-ID (the request must be parsed).
+HEADER_ALGORITHMS = frozenset(
+    {Algorithm.HASH_FROM_URI, Algorithm.HASH_TO_URI, Algorithm.HASH_RURI, Algorithm.HASH_AUTH_USER}
+)
 STATS_EVERY = 10  # ticks between a worker's counters sent to the primary
 READY_TIMEOUT = 10.0  # seconds the primary waits for its workers to bind
 
@@ -174,6 +178,7 @@ class DispatcherPicker:
         self.algorithm = Algorithm.parse(settings.algorithm)
         #: Called with each failed destination's URI (a worker tells the primary).
         self.report_failure: Callable[[str], None] | None = None
+        self._addresses: dict[str, tuple[str, Address]] = {}
 
     def candidates(self, request: Request, now: float) -> list[tuple[str, Address]]:
         """Destinations to try, first the chosen one (ds_select_dst + ds_next_dst)."""
@@ -192,6 +197,29 @@ class DispatcherPicker:
             if isinstance(uri, SipURI):
                 out.append((dest.uri, uri_address(uri)))
         return out
+
+    def candidates_for_call(
+        self, call_id: str, request: Callable[[], Request], now: float
+    ) -> list[tuple[str, Address]]:
+        """:meth:`candidates` for an INVITE, parsed only if the algorithm hashes a header."""
+        if self.algorithm in HEADER_ALGORITHMS:
+            return self.candidates(request(), now)
+        dset = self.prober.sets.get(self.settings.setid)
+        if dset is None:
+            return []
+        facts = RequestFacts(call_id)
+        chosen = select_destinations(dset, self.algorithm, facts, self.state, now, self.rng)
+        found = [self._address(dest.uri) for dest in chosen]
+        return [(uri, address) for uri, address in found if address.port]
+
+    def _address(self, uri_text: str) -> tuple[str, Address]:
+        """A destination URI and where it leads (port 0: not a SIP URI); cached."""
+        known = self._addresses.get(uri_text)
+        if known is None:
+            uri = parse_uri(uri_text)
+            address = uri_address(uri) if isinstance(uri, SipURI) else Address("udp", "", 0)
+            known = self._addresses[uri_text] = (uri_text, address)
+        return known
 
     def failed(self, uri: str, now: float) -> None:
         """A relayed request timed out or got 5xx: mark the node trying/probing."""

@@ -56,13 +56,14 @@ from callway.balancer.wire import (
 )
 from callway.core.address import Address
 from callway.sip.errors import ParseError
-from callway.sip.message import Request, parse_message
+from callway.sip.message import Request
 from callway.sip.uri import SipURI, parse_uri
 
 log = logging.getLogger("callway.balancer")
 
 T1, T2 = 0.5, 4.0  # §17.1.1.1
 TIMEOUT = 64 * T1  # Timers B, F, H; how long finished transactions are remembered
+CACHE_SIZE = 4096  # Route entries and next-hop URIs remembered
 IN_DIALOG = frozenset({"BYE", "INFO", "UPDATE", "PRACK", "NOTIFY", "MESSAGE", "OPTIONS"})
 Send = Callable[[bytes, Address], None]
 
@@ -70,8 +71,13 @@ Send = Callable[[bytes, Address], None]
 class Dispatcher(Protocol):
     """The dispatcher as the fast path sees it (the full path's picker)."""
 
-    def candidates(self, request: Request, now: float) -> list[tuple[str, Address]]:
-        """Destinations to try in order: (destination URI, address)."""
+    def candidates_for_call(
+        self, call_id: str, request: Callable[[], Request], now: float
+    ) -> list[tuple[str, Address]]:
+        """Destinations for a new call, in order: (destination URI, address).
+
+        ``request`` parses the INVITE, for the algorithms that hash a header.
+        """
 
     def failed(self, uri: str, now: float) -> None:
         """A relayed request to ``uri`` timed out or got a 5xx."""
@@ -154,6 +160,8 @@ class FastRelay:
         self._branch_seq = itertools.count(1)
         self._via_text = ""
         self._rr_line = b""
+        self._own: dict[bytes, bool] = {}
+        self._hops: dict[str, Address | None] = {}
         self.set_identity(me)
 
     def set_identity(self, me: Identity) -> None:
@@ -161,6 +169,7 @@ class FastRelay:
         self.me = me
         self._via_text = f"Via: SIP/2.0/UDP {me.host}:{me.via_port or me.port};branch="
         self._rr_line = f"Record-Route: {me.uri()}".encode()
+        self._own = {}
 
     @property
     def enabled(self) -> bool:
@@ -216,7 +225,7 @@ class FastRelay:
         repeat = self.memory.get(key)
         if repeat is not None:
             if repeat:
-                self.send(repeat, response_address(via, stamp_via(via, source), source))
+                self.send(repeat, response_address(via, source))
             return True
         if wire.at.get("preq") or self.branch_prefix in b"".join(
             wire.lines[i] for i in wire.at["via"]
@@ -247,10 +256,8 @@ class FastRelay:
         hops = self._max_forwards(wire)
         if hops is None or self.overloaded():
             return False
-        request = parse_message(wire.to_bytes())
-        if not isinstance(request, Request):
-            return False
-        candidates = self.dispatcher.candidates(request, now)
+        call_id = (wire.value("cid") or b"").decode("utf-8", "surrogateescape")
+        candidates = self.dispatcher.candidates_for_call(call_id, wire.request, now)
         if not candidates:
             return False  # the full path answers 404
         relay = self._new_relay(wire, via, source, key, "INVITE", hops, candidates, record=True)
@@ -294,16 +301,14 @@ class FastRelay:
         if split is None or b"cw-recv" in value:
             return None
         entry, rest = split
-        own = parse_uri(route_uri(entry))
-        if not isinstance(own, SipURI) or not self.me.is_me(own):
+        if not self._is_own(entry):
             return None
         if rest:
             wire.set_value(index, rest)
             after = first_route(rest)
             text = route_uri(after[0]) if after is not None else ""
         else:
-            del wire.lines[index]
-            self._shift(wire, index)
+            wire.delete("route")
             more = wire.at.get("route")
             text = ""
             if more:
@@ -313,16 +318,29 @@ class FastRelay:
                 text = wire.lines[0].split(b" ")[1].decode("utf-8", "surrogateescape")
         if not text or "cw-recv" in text:
             return None
-        target = parse_uri(text)
-        if not isinstance(target, SipURI):
-            return None
-        return proxy.uri_address(target)
+        return self._hop(text)
 
-    @staticmethod
-    def _shift(wire: Wire, removed: int) -> None:
-        """Line ``removed`` is gone: move the later indexes up by one."""
-        for key, where in wire.at.items():
-            wire.at[key] = [i - 1 if i > removed else i for i in where if i != removed]
+    def _is_own(self, entry: bytes) -> bool:
+        """A Route entry naming us (cached: it is the same in every call)."""
+        known = self._own.get(entry)
+        if known is None:
+            uri = parse_uri(route_uri(entry))
+            known = isinstance(uri, SipURI) and self.me.is_me(uri)
+            if len(self._own) >= CACHE_SIZE:
+                self._own.clear()
+            self._own[entry] = known
+        return known
+
+    def _hop(self, text: str) -> Address | None:
+        """Where a URI sends a request (cached: a few nodes and phones' Contacts)."""
+        if text in self._hops:
+            return self._hops[text]
+        target = parse_uri(text)
+        hop = proxy.uri_address(target) if isinstance(target, SipURI) else None
+        if len(self._hops) >= CACHE_SIZE:
+            self._hops.clear()
+        self._hops[text] = hop
+        return hop
 
     def _new_relay(
         self,
@@ -342,7 +360,7 @@ class FastRelay:
         stamped = stamp_via(via, source)
         if stamped is not None:
             wire.set_value(top, via.line_value(stamped))
-        upstream = response_address(via, stamped, source)
+        upstream = response_address(via, source)
         reply = [lines[i] for i in at["via"]]
         reply += [lines[at[k][0]] for k in ("from", "to", "cid", "cseq")]
         wire.set_value(at["mf"][0], b"%d" % hops)
@@ -406,7 +424,7 @@ class FastRelay:
         repeat = self.memory.get(key)
         if relay is None and repeat is None:
             return False  # the full path: 481 or its own INVITE
-        address = response_address(via, stamp_via(via, source), source)
+        address = response_address(via, source)
         if repeat is None:
             lines = [b"SIP/2.0 200 OK"] + [wire.lines[i] for i in wire.at["via"]]
             lines += [wire.lines[wire.at[k][0]] for k in ("from", "to", "cid", "cseq")]
@@ -480,8 +498,7 @@ class FastRelay:
         if via.rest:
             wire.set_value(wire.at["via"][0], via.rest)  # our Via goes (§16.7 step 3)
         elif len(wire.at["via"]) > 1:
-            del wire.lines[wire.at["via"][0]]
-            self._shift(wire, wire.at["via"][0])
+            wire.delete("via")
         else:
             return True  # ours was the only Via: nowhere to go
         if relay.method == "INVITE":

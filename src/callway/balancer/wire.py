@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from callway.core.address import Address
+from callway.sip.errors import ParseError
+from callway.sip.message import Request, parse_message
 
 # Header names as they appear on the wire -> short keys (long and compact forms, §7.3.3).
 _KEYS = {
@@ -54,12 +56,25 @@ class Wire:
         line = self.lines[index]
         self.lines[index] = line[: line.index(b":") + 1] + b" " + value
 
-    def to_bytes(self, skip: int = -1) -> bytes:
-        """The message again (without line ``skip``)."""
-        lines = self.lines
-        if skip >= 0:
-            lines = lines[:skip] + lines[skip + 1 :]
-        return b"\r\n".join(lines) + b"\r\n\r\n" + self.body
+    def delete(self, key: str) -> None:
+        """Remove the first line of ``key``; the later lines move up."""
+        index = self.at[key].pop(0)
+        del self.lines[index]
+        for where in self.at.values():
+            for position, line in enumerate(where):
+                if line > index:
+                    where[position] = line - 1
+
+    def to_bytes(self) -> bytes:
+        """The message again, with the edits made."""
+        return b"\r\n".join(self.lines) + b"\r\n\r\n" + self.body
+
+    def request(self) -> Request:
+        """The message parsed in full (ParseError if it is not a request)."""
+        message = parse_message(self.to_bytes())
+        if not isinstance(message, Request):
+            raise ParseError("not a request")
+        return message
 
 
 def split_message(data: bytes) -> Wire | None:
@@ -70,8 +85,11 @@ def split_message(data: bytes) -> Wire | None:
     lines = data[:end].split(b"\r\n")
     at: dict[str, list[int]] = {}
     cache = _NAME_CACHE
-    for index in range(1, len(lines)):
-        line = lines[index]
+    index = 0
+    for line in lines:
+        if not index:
+            index = 1
+            continue
         name, colon, _ = line.partition(b":")
         key = cache.get(name)
         if key is None:
@@ -88,13 +106,14 @@ def split_message(data: bytes) -> Wire | None:
                 return None
             else:
                 where.append(index)
+        index += 1
+    if "via" not in at or "cid" not in at or "cseq" not in at or "to" not in at:
+        return None
     wire = Wire(lines, data[end + 4 :], at)
     length = wire.value("cl")
     if length is None or not length.isdigit() or int(length) != len(wire.body):
         return None
-    if not all(k in at for k in ("via", "cid", "cseq", "to", "from")):
-        return None
-    return wire
+    return wire if "from" in at else None
 
 
 @dataclass(slots=True)
@@ -105,8 +124,9 @@ class TopVia:
     port: int  # 0 when absent
     params: list[bytes]  # "name" or "name=value", in order
     head: bytes  # "SIP/2.0/UDP host:port"
-    branch: str = ""
+    values: dict[bytes, bytes]  # lower-case name -> value (b"" when it has none)
     rest: bytes = b""  # the other Via values of the same line (§7.3.1)
+    branch: str = ""
 
     def line_value(self, first: bytes) -> bytes:
         """The Via line's value with ``first`` as its top value."""
@@ -119,18 +139,14 @@ class TopVia:
 
     def param(self, name: bytes) -> bytes | None:
         """A parameter's value (b"" when it has none), None when absent."""
-        for item in self.params:
-            key, eq, value = item.partition(b"=")
-            if key.strip().lower() == name:
-                return value.strip() if eq else b""
-        return None
+        return self.values.get(name)
 
 
 def parse_top_via(line_value: bytes) -> TopVia | None:
     """The first Via value of a Via line, if UDP; None for anything else (TCP, odd hosts)."""
     if b'"' in line_value:
         return None  # a quoted parameter might hold a comma
-    value, _, rest = line_value.partition(b",")
+    value, _, others = line_value.partition(b",")
     parts = value.split(b";")
     head = parts[0].strip()
     protocol, _, hostport = head.partition(b" ")
@@ -139,14 +155,19 @@ def parse_top_via(line_value: bytes) -> TopVia | None:
     hostport = hostport.strip()
     if hostport.startswith(b"["):
         close = hostport.find(b"]")
-        host, rest = hostport[1:close], hostport[close + 1 :]
-        port_text = rest[1:] if rest.startswith(b":") else b""
+        host, after = hostport[1:close], hostport[close + 1 :]
+        port_text = after[1:] if after.startswith(b":") else b""
     else:
         host, _, port_text = hostport.partition(b":")
     if not host or (port_text and not port_text.isdigit()):
         return None
-    via = TopVia(host.decode("latin-1"), int(port_text or 0), parts[1:], head, "", rest.strip())
-    branch = via.param(b"branch")
+    params = parts[1:]
+    values = {}
+    for item in params:
+        name, _, param_value = item.partition(b"=")
+        values[name.strip().lower()] = param_value.strip()
+    via = TopVia(host.decode("latin-1"), int(port_text or 0), params, head, values, others.strip())
+    branch = values.get(b"branch")
     if branch:
         via.branch = branch.decode("latin-1")
     return via
@@ -157,8 +178,7 @@ def stamp_via(via: TopVia, source: Address) -> bytes | None:
 
     None when nothing changes (sent-by is the source and no empty rport).
     """
-    rport = via.param(b"rport")
-    needs_rport = rport == b""
+    needs_rport = via.values.get(b"rport") == b""
     if via.host == source.host and not needs_rport:
         return None
     out = [via.head]
@@ -171,14 +191,21 @@ def stamp_via(via: TopVia, source: Address) -> bytes | None:
     return b";".join(out)
 
 
-def response_address(via: TopVia, stamped: bytes | None, source: Address) -> Address:
-    """Where responses to a UDP request go (§18.2.2, RFC 3581 §4)."""
-    if stamped is not None:
-        via = parse_top_via(stamped) or via  # (the top value alone)
-    received = via.param(b"received")
-    host = received.decode("latin-1") if received else via.host
-    rport = via.param(b"rport")
+def response_address(via: TopVia, source: Address) -> Address:
+    """Where responses to a UDP request go once :func:`stamp_via` did its part.
+
+    §18.2.2 and RFC 3581 §4: to ``received`` (the source when it differs from
+    sent-by) at ``rport`` (the source port when asked for), else sent-by.
+    """
+    rport = via.values.get(b"rport")
+    if rport == b"":
+        return Address("udp", source.host, source.port, source.local)
     port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
+    if via.host == source.host:
+        received = via.values.get(b"received")
+        host = received.decode("latin-1") if received else via.host
+    else:
+        host = source.host
     return Address("udp", host.strip("[]"), port, source.local)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pytest
 
@@ -26,7 +27,10 @@ class FakeDispatcher:
         self.started: list[str] = []
         self.ended: list[str] = []
 
-    def candidates(self, request: Request, now: float) -> list[tuple[str, Address]]:
+    def candidates_for_call(
+        self, call_id: str, request: Callable[[], Request], now: float
+    ) -> list[tuple[str, Address]]:
+        assert request().method == "INVITE"
         return [(f"sip:{n.host}:{n.port}", n) for n in self.nodes]
 
     def failed(self, uri: str, now: float) -> None:
