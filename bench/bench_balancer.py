@@ -170,6 +170,7 @@ class Step:
     rcvbuf_errors: int
     nodes_cpu: float = 0.0  # the two sipp UAS nodes
     machine_cpu: float = 0.0  # every process on the machine, sipp's caller included
+    rss_mb: float = 0.0  # the balancer's resident memory after the step (all its processes)
 
     @property
     def clean(self) -> bool:
@@ -191,6 +192,17 @@ class Step:
     def machine_share(self) -> float:
         """The machine's CPU use during the step, of all its cores."""
         return self.machine_cpu / (self.elapsed * CORES) if self.elapsed else float("nan")
+
+
+def group_rss_mb(pgid: int) -> float:
+    """Resident memory of every process in group ``pgid``, in MB."""
+    total = 0
+    for pid in br.group_pids(pgid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
 
 
 def sipp_counter(stdout: str, name: str) -> int:
@@ -232,6 +244,7 @@ def run_step(server: Balancer, rate: int, seconds: float, work: Path) -> Step:
         rcvbuf_errors=br.udp_rcvbuf_errors() - rcv_before,
         nodes_cpu=nodes_after - nodes_before,
         machine_cpu=br.cpu_delta(all_before, all_after) + sipp_cpu,
+        rss_mb=group_rss_mb(server.proc.pid),
     )  # fmt: skip
 
 
@@ -243,7 +256,8 @@ def print_step(name: str, step: Step) -> None:
         f"CPU {step.server_cpu:6.2f} s = {step.cpu_per_1000:5.2f} s/1000 calls  "
         f"(x{step.vs_sipp:4.2f} sipp)  rcvbuf drops {step.rcvbuf_errors}\n"
         f"{'':22s}sipp caller {step.sipp_cpu:5.2f} s, UAS nodes {step.nodes_cpu:5.2f} s, "
-        f"machine {step.machine_cpu:5.2f} s = {step.machine_share:4.0%} of {CORES} cores",
+        f"machine {step.machine_cpu:5.2f} s = {step.machine_share:4.0%} of {CORES} cores, "
+        f"balancer RSS {step.rss_mb:.0f} MB",
         flush=True,
     )
 

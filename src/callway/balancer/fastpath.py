@@ -63,6 +63,9 @@ log = logging.getLogger("callway.balancer")
 
 T1, T2 = 0.5, 4.0  # §17.1.1.1
 TIMEOUT = 64 * T1  # Timers B, F, H; how long finished transactions are remembered
+T4 = 5.0  # Timer K: how long a finished attempt's repeated answers are absorbed
+TIMER_C = 180.0  # §16.6 step 11: a ringing attempt without a final answer is cancelled
+ABANDONED = b"abandoned"  # memory of an attempt given up for silence: drop all it says
 CACHE_SIZE = 4096  # Route entries and next-hop URIs remembered
 IN_DIALOG = frozenset({"BYE", "INFO", "UPDATE", "PRACK", "NOTIFY", "MESSAGE", "OPTIONS"})
 Send = Callable[[bytes, Address], None]
@@ -153,6 +156,11 @@ class FastRelay:
         # Finished transactions: key -> the final response to repeat (b"": absorb).
         self.memory: dict[object, bytes] = {}
         self._forget: deque[tuple[float, object]] = deque()
+        self._forget_soon: deque[tuple[float, object]] = deque()
+        # Deadlines of attempts by branch (FIFO: each kind has one duration).  Holding the
+        # branch and not the relay lets a finished relay go at once.
+        self._deadlines: dict[str, deque[tuple[float, str, int]]] = {
+            "timeout": deque(), "c": deque()}  # fmt: skip
         self._slow_invites: dict[str, float] = {}
         self._timers: list[tuple[float, int, str, Relay, int, float]] = []
         self._seq = itertools.count()
@@ -411,7 +419,9 @@ class FastRelay:
         self.stats["forwarded"] += 1
         attempt = relay.attempt
         self._arm(now + T1, "retransmit", relay, T1)
-        self._arm(now + TIMEOUT, "timeout", relay)
+        self._deadlines["timeout"].append((now + TIMEOUT, relay.branch, attempt))
+        if relay.method == "INVITE":
+            self._deadlines["c"].append((now + TIMER_C, relay.branch, attempt))
         more = attempt + 1 < len(relay.candidates)
         if relay.method == "INVITE" and more and self.first_response_timeout > 0:
             self._arm(now + self.first_response_timeout, "first", relay)
@@ -480,11 +490,12 @@ class FastRelay:
             return False
         relay = self.clients.get(branch)
         if relay is None:
-            if self.memory.get(("client", branch)) is None:
+            known = self.memory.get(("client", branch))
+            if known is None:
                 return False  # stray: the full path relays it by its Via
             # A finished transaction absorbs repeated answers, except an INVITE's 2xx: the
             # caller needs it to repeat a lost ACK (§13.3.1.4), the full path relays it.
-            return not wire.lines[0].startswith(b"SIP/2.0 2")
+            return known == ABANDONED or not wire.lines[0].startswith(b"SIP/2.0 2")
         status = int(wire.lines[0][8:11])
         cseq_method = (wire.value("cseq") or b"").partition(b" ")[2].strip()
         if cseq_method == b"CANCEL":
@@ -617,13 +628,13 @@ class FastRelay:
         """A 2xx went upstream: the transactions end; retransmitted INVITEs are absorbed."""
         self._drop(relay)
         self._remember(relay.key, b"", now)
-        self._remember(("client", relay.branch), b"", now)
+        self._remember(("client", relay.branch), b"", now, soon=True)
 
     def _complete(self, relay: Relay, now: float) -> None:
         """A non-INVITE final answer went upstream: keep it for retransmissions (Timer J)."""
         self._drop(relay)
         self._remember(relay.key, relay.last, now)
-        self._remember(("client", relay.branch), b"", now)
+        self._remember(("client", relay.branch), b"", now, soon=True)
 
     def _drop(self, relay: Relay) -> None:
         if self.servers.get(relay.key) is relay:
@@ -632,9 +643,13 @@ class FastRelay:
         for branch in relay.old:
             self.clients.pop(branch, None)
 
-    def _remember(self, key: object, response: bytes, now: float) -> None:
+    def _remember(self, key: object, response: bytes, now: float, *, soon: bool = False) -> None:
+        """Keep ``key`` for 32 s (Timers J, L), or for 5 s with ``soon`` (Timer K)."""
         self.memory[key] = response
-        self._forget.append((now + TIMEOUT, key))
+        if soon:
+            self._forget_soon.append((now + T4, key))
+        else:
+            self._forget.append((now + TIMEOUT, key))
 
     # -- timers ----------------------------------------------------------------------------------
 
@@ -653,9 +668,15 @@ class FastRelay:
             _, _, kind, relay, attempt, interval = heapq.heappop(timers)
             if attempt == relay.attempt:  # else: an earlier attempt's timer
                 self._fire(kind, relay, interval, now)
-        forget = self._forget
-        while forget and forget[0][0] <= now:
-            self.memory.pop(forget.popleft()[1], None)
+        for forget in (self._forget, self._forget_soon):
+            while forget and forget[0][0] <= now:
+                self.memory.pop(forget.popleft()[1], None)
+        for kind, deadlines in self._deadlines.items():
+            while deadlines and deadlines[0][0] <= now:
+                _, branch, attempt = deadlines.popleft()
+                live = self.clients.get(branch)
+                if live is not None and live.branch == branch and live.attempt == attempt:
+                    self._fire(kind, live, 0.0, now)
         if self._slow_invites:
             self._slow_invites = {b: t for b, t in self._slow_invites.items() if t > now}
 
@@ -676,6 +697,17 @@ class FastRelay:
             self._give_up(relay, now, abandon=True)
         elif kind == "timeout" and (relay.method != "INVITE" or not relay.responded):
             self._give_up(relay, now, abandon=False)
+        elif kind == "c":
+            self._timer_c(relay, now)
+
+    def _timer_c(self, relay: Relay, now: float) -> None:
+        """§16.8: a ringing attempt is cancelled (its 487 goes upstream); a silent one fails."""
+        if relay.provisional:
+            if not relay.cancel_data:
+                relay.cancelled = True
+                self._send_cancel(relay, now)
+            return
+        self._give_up(relay, now, abandon=False)
 
     def _retransmit(self, relay: Relay, interval: float, now: float) -> None:
         """Timer A (INVITE, until any response) and Timer E (others, until final)."""
@@ -691,7 +723,7 @@ class FastRelay:
     def _give_up(self, relay: Relay, now: float, *, abandon: bool) -> None:
         """No (final) answer from the node in time: the next one, or an error upstream."""
         self.clients.pop(relay.branch, None)
-        self._remember(("client", relay.branch), b"", now)  # late answers are dropped
+        self._remember(("client", relay.branch), ABANDONED, now)  # late answers: all dropped
         if not abandon:
             relay.finished = True
         if self._failover(relay, now):

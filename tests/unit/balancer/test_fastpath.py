@@ -310,3 +310,23 @@ def test_wire_reads_compact_forms_and_merged_vias() -> None:
     assert via is not None and via.branch == "z9hG4bKx" and via.port == 1
     assert via.rest == b"SIP/2.0/UDP b;rport"
     assert re.match(rb"SIP/2.0 200", wire.to_bytes())
+
+
+def test_late_2xx_of_an_abandoned_attempt_is_dropped() -> None:
+    h = Harness()
+    forwarded = start_call(h)
+    h.relay.handle_timer(2.0)
+    h.take()
+    assert h.feed(answer(forwarded, 200, "OK"), NODE_A, now=3.0)
+    assert h.take() == []
+
+
+def test_timer_c_cancels_an_attempt_that_rings_forever() -> None:
+    h = Harness()
+    forwarded = start_call(h)
+    assert h.feed(answer(forwarded, 180, "Ringing"), NODE_A)
+    h.take()
+    h.relay.handle_timer(181.0)
+    assert [(m[:7], d) for m, d in h.take()] == [(b"CANCEL ", NODE_A)]
+    assert h.feed(answer(forwarded, 487, "Request Terminated"), NODE_A, now=181.1)
+    assert [m[:11] for m, _ in h.take()] == [b"ACK sip:100", b"SIP/2.0 487"]
