@@ -21,7 +21,10 @@ reports no failed call and kept the rate.  The ladder stops at the first step
 that is not clean.  Reported per step: calls, the balancer's CPU seconds per
 1000 calls (utime+stime of its process group, from /proc), sipp caller's CPU
 (RUSAGE_CHILDREN) and the balancer/sipp CPU ratio (the steadiest figure on a
-shared machine, PEERS.md).  The summary prints the highest clean CPS and the
+shared machine, PEERS.md); then the CPU of the caller, of the two UAS nodes
+and of the whole machine (every process, as a share of all cores: the sipps
+run on the same cores, which is what limits ``--workers 2`` here) and the
+balancer's resident memory.  The summary prints the highest clean CPS and the
 callway/Kamailio CPU ratio at each rate both handled.
 
 ``--profile RATE`` also runs one step with the callway balancer under

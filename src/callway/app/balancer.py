@@ -9,6 +9,12 @@ old one stays in force.  The console (``callway console``, Kamailio's
 ``dispatcher`` commands, :mod:`callway.app.balancer_console`) is served on
 ``STATE_DIR/callway.ctl``.
 
+Every UDP datagram first meets the fast path (:mod:`callway.balancer.fastpath`),
+which relays the messages of ordinary calls by editing their bytes; whatever
+it declines (REGISTER and Path, TCP, requests from the nodes that start a
+dialog, overload, errors to answer) goes to the SIP stack and
+:class:`~callway.app.balancer_tu.BalancerUser`, the full RFC 3261 §16 proxy.
+
 ``--workers N`` forks N processes sharing the UDP port; how they share the
 calls and the destination states is told in :mod:`callway.app.balancer_workers`.
 

@@ -147,8 +147,8 @@ def parse_top_via(line_value: bytes) -> TopVia | None:
     if b'"' in line_value:
         return None  # a quoted parameter might hold a comma
     value, _, others = line_value.partition(b",")
-    parts = value.split(b";")
-    head = parts[0].strip()
+    head, _, param_text = value.partition(b";")
+    head = head.strip()
     protocol, _, hostport = head.partition(b" ")
     if protocol.upper() != UDP_PROTOCOL:
         return None
@@ -161,16 +161,16 @@ def parse_top_via(line_value: bytes) -> TopVia | None:
         host, _, port_text = hostport.partition(b":")
     if not host or (port_text and not port_text.isdigit()):
         return None
-    params = parts[1:]
+    params = param_text.split(b";") if param_text else []
     values = {}
     for item in params:
         name, _, param_value = item.partition(b"=")
         values[name.strip().lower()] = param_value.strip()
-    via = TopVia(host.decode("latin-1"), int(port_text or 0), params, head, values, others.strip())
     branch = values.get(b"branch")
-    if branch:
-        via.branch = branch.decode("latin-1")
-    return via
+    return TopVia(
+        host.decode("latin-1"), int(port_text or 0), params, head, values, others.strip(),
+        branch.decode("latin-1") if branch else "",
+    )  # fmt: skip
 
 
 def stamp_via(via: TopVia, source: Address) -> bytes | None:
