@@ -330,3 +330,31 @@ def test_timer_c_cancels_an_attempt_that_rings_forever() -> None:
     assert [(m[:7], d) for m, d in h.take()] == [(b"CANCEL ", NODE_A)]
     assert h.feed(answer(forwarded, 487, "Request Terminated"), NODE_A, now=181.1)
     assert [m[:11] for m, _ in h.take()] == [b"ACK sip:100", b"SIP/2.0 487"]
+
+
+def test_mangled_messages_never_raise() -> None:
+    """Byte flips, cut lines and truncation: relayed, declined or absorbed, never an error."""
+    import random
+
+    rng = random.Random(7)
+    h = Harness()
+    forwarded = start_call(h)
+    samples = [invite(), answer(forwarded, 180, "Ringing"), answer(forwarded, 200, "OK"),
+               in_dialog(b"BYE", b"z9hG4bKbye", b"2 BYE"),
+               in_dialog(b"ACK", b"z9hG4bKack", b"1 ACK")]  # fmt: skip
+    alphabet = b' :;,<>=\r\n\t"0123456789abcSIP/'
+    for _ in range(3000):
+        data = bytearray(rng.choice(samples))
+        for _ in range(rng.randint(1, 4)):
+            spot = rng.randrange(len(data))
+            kind = rng.random()
+            if kind < 0.5:
+                data[spot] = rng.choice(alphabet)
+            elif kind < 0.8:
+                del data[spot : spot + rng.randint(1, 20)]
+            else:
+                data[spot:spot] = bytes([rng.choice(alphabet)])
+        source = NODE_A if data.startswith(b"SIP/") else PHONE
+        h.feed(bytes(data), source, now=rng.random() * 60)
+        h.relay.handle_timer(rng.random() * 60)
+        h.take()
