@@ -137,10 +137,6 @@ class TopVia:
         """host:port as the transaction key uses it."""
         return f"{self.host.lower()}:{self.port or 5060}"
 
-    def param(self, name: bytes) -> bytes | None:
-        """A parameter's value (b"" when it has none), None when absent."""
-        return self.values.get(name)
-
 
 def parse_top_via(line_value: bytes) -> TopVia | None:
     """The first Via value of a Via line, if UDP; None for anything else (TCP, odd hosts)."""
