@@ -21,7 +21,10 @@ reports no failed call and kept the rate.  The ladder stops at the first step
 that is not clean.  Reported per step: calls, the balancer's CPU seconds per
 1000 calls (utime+stime of its process group, from /proc), sipp caller's CPU
 (RUSAGE_CHILDREN) and the balancer/sipp CPU ratio (the steadiest figure on a
-shared machine, PEERS.md).  The summary prints the highest clean CPS and the
+shared machine, PEERS.md); then the CPU of the caller, of the two UAS nodes
+and of the whole machine (every process, as a share of all cores: the sipps
+run on the same cores, which is what limits ``--workers 2`` here) and the
+balancer's resident memory.  The summary prints the highest clean CPS and the
 callway/Kamailio CPU ratio at each rate both handled.
 
 ``--profile RATE`` also runs one step with the callway balancer under
@@ -34,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import pstats
 import re
 import resource
@@ -61,6 +65,8 @@ HOST = br.HOST
 FULL_RATES = [500, 1000, 1500, 2000, 3000, 4000, 5000, 6500]
 QUICK_RATES = [500, 1500, 2500]
 PROFILE_SECONDS = 4.0
+CORES = os.cpu_count() or 1
+NODE_PIDS: list[int] = []  # the sipp UAS nodes (their CPU is reported per step)
 
 
 # --------------------------------------------------------------- processes
@@ -165,6 +171,9 @@ class Step:
     server_cpu: float
     sipp_cpu: float
     rcvbuf_errors: int
+    nodes_cpu: float = 0.0  # the two sipp UAS nodes
+    machine_cpu: float = 0.0  # every process on the machine, sipp's caller included
+    rss_mb: float = 0.0  # the balancer's resident memory after the step (all its processes)
 
     @property
     def clean(self) -> bool:
@@ -182,6 +191,22 @@ class Step:
     def vs_sipp(self) -> float:
         return self.server_cpu / self.sipp_cpu if self.sipp_cpu else float("nan")
 
+    @property
+    def machine_share(self) -> float:
+        """The machine's CPU use during the step, of all its cores."""
+        return self.machine_cpu / (self.elapsed * CORES) if self.elapsed else float("nan")
+
+
+def group_rss_mb(pgid: int) -> float:
+    """Resident memory of every process in group ``pgid``, in MB."""
+    total = 0
+    for pid in br.group_pids(pgid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
 
 def sipp_counter(stdout: str, name: str) -> int:
     found = re.findall(rf"{name}\s+\|\s+\d+\s+\|\s+(\d+)", stdout)
@@ -189,6 +214,7 @@ def sipp_counter(stdout: str, name: str) -> int:
 
 
 def run_step(server: Balancer, rate: int, seconds: float, work: Path) -> Step:
+    """One sipp run at ``rate``: the balancer's, sipp's, the nodes' and the machine's CPU."""
     calls = max(100, int(rate * seconds))
     sipp = shutil.which("sipp") or "sipp"
     limit = int(seconds * 3 + 10)
@@ -199,6 +225,8 @@ def run_step(server: Balancer, rate: int, seconds: float, work: Path) -> Step:
             "-max_sched_loops", "10000", "-trace_err",
             "-error_file", str(work / f"{server.name}-{rate}-errors.log")]  # fmt: skip
     cpu_before = br.group_cpu(server.proc.pid)
+    nodes_before = sum(br.group_cpu(pid) for pid in NODE_PIDS)
+    all_before = br.all_cpu()
     rcv_before = br.udp_rcvbuf_errors()
     usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
@@ -206,6 +234,8 @@ def run_step(server: Balancer, rate: int, seconds: float, work: Path) -> Step:
                           cwd=work)  # fmt: skip
     elapsed = time.monotonic() - started
     usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    all_after = br.all_cpu()
+    nodes_after = sum(br.group_cpu(pid) for pid in NODE_PIDS)
     br.wait_idle(server.proc.pid)
     sipp_cpu = (usage_after.ru_utime - usage_before.ru_utime) + (
         usage_after.ru_stime - usage_before.ru_stime
@@ -215,6 +245,9 @@ def run_step(server: Balancer, rate: int, seconds: float, work: Path) -> Step:
         failed=sipp_counter(done.stdout, "Failed call"), elapsed=elapsed,
         server_cpu=br.group_cpu(server.proc.pid) - cpu_before, sipp_cpu=sipp_cpu,
         rcvbuf_errors=br.udp_rcvbuf_errors() - rcv_before,
+        nodes_cpu=nodes_after - nodes_before,
+        machine_cpu=br.cpu_delta(all_before, all_after) + sipp_cpu,
+        rss_mb=group_rss_mb(server.proc.pid),
     )  # fmt: skip
 
 
@@ -224,7 +257,10 @@ def print_step(name: str, step: Step) -> None:
         f"  {name:9s} {step.rate:5d}/s {mark} calls {step.ok:6d}/{step.calls:<6d} "
         f"failed {step.failed:4d}  {step.elapsed:5.1f} s  "
         f"CPU {step.server_cpu:6.2f} s = {step.cpu_per_1000:5.2f} s/1000 calls  "
-        f"(x{step.vs_sipp:4.2f} sipp)  rcvbuf drops {step.rcvbuf_errors}",
+        f"(x{step.vs_sipp:4.2f} sipp)  rcvbuf drops {step.rcvbuf_errors}\n"
+        f"{'':22s}sipp caller {step.sipp_cpu:5.2f} s, UAS nodes {step.nodes_cpu:5.2f} s, "
+        f"machine {step.machine_cpu:5.2f} s = {step.machine_share:4.0%} of {CORES} cores, "
+        f"balancer RSS {step.rss_mb:.0f} MB",
         flush=True,
     )
 
@@ -324,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with workdir(args.keep) as work:
             nodes = start_nodes(work)
+            NODE_PIDS[:] = [proc.pid for proc, _ in nodes]
             list_file = work / "dispatcher.list"
             write_list(list_file, [port for _, port in nodes])
             results: dict[str, list[Step]] = {}

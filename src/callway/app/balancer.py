@@ -9,6 +9,12 @@ old one stays in force.  The console (``callway console``, Kamailio's
 ``dispatcher`` commands, :mod:`callway.app.balancer_console`) is served on
 ``STATE_DIR/callway.ctl``.
 
+Every UDP datagram first meets the fast path (:mod:`callway.balancer.fastpath`),
+which relays the messages of ordinary calls by editing their bytes; whatever
+it declines (REGISTER and Path, TCP, requests from the nodes that start a
+dialog, overload, errors to answer) goes to the SIP stack and
+:class:`~callway.app.balancer_tu.BalancerUser`, the full RFC 3261 §16 proxy.
+
 ``--workers N`` forks N processes sharing the UDP port; how they share the
 calls and the destination states is told in :mod:`callway.app.balancer_workers`.
 
@@ -24,11 +30,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import random
 import secrets
 import signal
+import socket
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +48,7 @@ from callway.admin import AdminServer, start_admin
 from callway.app.admin_backends import BalancerBackend
 from callway.app.alerts import AlertSender
 from callway.app.balancer_console import balancer_commands
-from callway.app.balancer_tu import BalancerUser
+from callway.app.balancer_tu import BRANCH_PREFIX, BalancerUser
 from callway.app.balancer_workers import (
     WorkerLink,
     WorkerRole,
@@ -49,6 +58,7 @@ from callway.app.balancer_workers import (
 )
 from callway.app.control import ControlServer
 from callway.balancer.algorithms import RequestFacts, SelectorState, select_destinations
+from callway.balancer.fastpath import FastRelay
 from callway.balancer.model import (
     Algorithm,
     DispatcherSet,
@@ -67,6 +77,7 @@ from callway.sip.errors import ParseError
 from callway.sip.message import Request
 from callway.sip.transaction import (
     ClientTransactionKey,
+    RequestReceived,
     ResponseReceived,
     TransactionEvent,
     TransactionTimeout,
@@ -78,9 +89,72 @@ from callway.transport.udp import UdpEndpoint
 
 log = logging.getLogger("callway.balancer")
 TIMER_TICK = 0.1  # seconds between checks of the proxy's failover timers
+FAST_TICK = 0.05  # seconds between runs of the fast path's retransmission timers
 OVERLOAD_LAG = 0.4  # seconds in the kernel's queue: new INVITEs get 503 (before T1, 0.5 s)
+# Algorithms that hash a header besides the Call-ID (the request must be parsed).
+HEADER_ALGORITHMS = frozenset(
+    {Algorithm.HASH_FROM_URI, Algorithm.HASH_TO_URI, Algorithm.HASH_RURI, Algorithm.HASH_AUTH_USER}
+)
 STATS_EVERY = 10  # ticks between a worker's counters sent to the primary
 READY_TIMEOUT = 10.0  # seconds the primary waits for its workers to bind
+# Collector thresholds while serving: a relayed message allocates a few dozen objects, and
+# with the default (700) the collector ran every few messages, scanning the transaction
+# records each time (about 15 % of the CPU at a few thousand calls a second).
+GC_THRESHOLDS = (10_000, 20, 50)
+DRAIN_BATCH = 64  # datagrams read per wakeup at most
+MAX_DATAGRAM = 65535
+ANCILLARY = 128
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+TIMESPEC = struct.Struct("=qq")
+
+
+def drain_udp(endpoint: UdpEndpoint) -> None:
+    """Read every datagram waiting on ``endpoint`` (up to :data:`DRAIN_BATCH`) in one wakeup.
+
+    The endpoint's own reader returns to the event loop after one datagram
+    unless the kernel queue is a millisecond behind; a proxy gets its
+    datagrams in bursts (a request and the answers it causes), and each extra
+    loop turn costs more than the one failing read that ends a drain.  The
+    first read of a wakeup still takes the kernel's receive timestamp for
+    :attr:`UdpEndpoint.lag` (the overload measure).  Bound addresses only: a
+    wildcard socket needs each datagram's destination, its own reader does that.
+    """
+    sock = endpoint.sock
+    receiver = endpoint.receiver
+    local = endpoint.local
+    for count in range(DRAIN_BATCH):
+        try:
+            if count:
+                data, peer = sock.recvfrom(MAX_DATAGRAM)
+            else:
+                data, ancdata, _flags, peer = sock.recvmsg(MAX_DATAGRAM, ANCILLARY)
+                endpoint.lag = kernel_lag(ancdata, endpoint.lag)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # ICMP errors surface here on Linux
+            log.debug("udp receive error on %s:%s: %s", local[0], local[1], exc)
+            continue
+        try:
+            receiver(data, Address("udp", peer[0], peer[1], local))
+        except Exception:  # the balancer keeps serving whatever one packet does
+            log.exception("error handling a datagram from %s", peer)
+
+
+def kernel_lag(ancdata: list[tuple[int, int, bytes]], previous: float) -> float:
+    """Seconds a datagram waited in the kernel's queue (``SO_TIMESTAMPNS``)."""
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+            seconds, nanos = TIMESPEC.unpack_from(payload)
+            waited: float = time.time() - seconds - nanos * 1e-9
+            return max(0.0, waited)
+    return previous
+
+
+def tune_gc() -> None:
+    """Once started: freeze what start-up built (never scanned again), collect less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +245,7 @@ class DispatcherPicker:
         self.algorithm = Algorithm.parse(settings.algorithm)
         #: Called with each failed destination's URI (a worker tells the primary).
         self.report_failure: Callable[[str], None] | None = None
+        self._addresses: dict[str, tuple[str, Address]] = {}
 
     def candidates(self, request: Request, now: float) -> list[tuple[str, Address]]:
         """Destinations to try, first the chosen one (ds_select_dst + ds_next_dst)."""
@@ -189,6 +264,29 @@ class DispatcherPicker:
             if isinstance(uri, SipURI):
                 out.append((dest.uri, uri_address(uri)))
         return out
+
+    def candidates_for_call(
+        self, call_id: str, request: Callable[[], Request], now: float
+    ) -> list[tuple[str, Address]]:
+        """:meth:`candidates` for an INVITE, parsed only if the algorithm hashes a header."""
+        if self.algorithm in HEADER_ALGORITHMS:
+            return self.candidates(request(), now)
+        dset = self.prober.sets.get(self.settings.setid)
+        if dset is None:
+            return []
+        facts = RequestFacts(call_id)
+        chosen = select_destinations(dset, self.algorithm, facts, self.state, now, self.rng)
+        found = [self._address(dest.uri) for dest in chosen]
+        return [(uri, address) for uri, address in found if address.port]
+
+    def _address(self, uri_text: str) -> tuple[str, Address]:
+        """A destination URI and where it leads (port 0: not a SIP URI); cached."""
+        known = self._addresses.get(uri_text)
+        if known is None:
+            uri = parse_uri(uri_text)
+            address = uri_address(uri) if isinstance(uri, SipURI) else Address("udp", "", 0)
+            known = self._addresses[uri_text] = (uri_text, address)
+        return known
 
     def failed(self, uri: str, now: float) -> None:
         """A relayed request timed out or got 5xx: mark the node trying/probing."""
@@ -266,6 +364,11 @@ class BalancerApp:
             server_header=f"callway balancer {__version__}",
         )  # fmt: skip
         self.proxy.overloaded = self._overloaded
+        self.fast = FastRelay(
+            self.identity, self.picker, self.stack.send_bytes, branch_prefix=BRANCH_PREFIX,
+            first_response_timeout=self.proxy.first_response_timeout, stats=self.proxy.stats,
+        )  # fmt: skip
+        self.fast.overloaded = self._overloaded
         self.alerts = AlertSender(settings.alert_url, settings.alert_secret)
         self._probes: dict[ClientTransactionKey, str] = {}
         self.admin: AdminServer | None = None
@@ -291,8 +394,15 @@ class BalancerApp:
 
     # -- TU: probe answers go to the prober, the rest to the proxy ---------------------------
 
+    def on_datagram(self, data: bytes, source: Address) -> None:
+        """One datagram: the fast path relays it, or the full SIP stack takes it."""
+        if not self.fast.receive(data, source, time.time()):
+            self.stack.on_data(data, source)
+
     def handle_event(self, event: TransactionEvent, now: float) -> None:
         """Route one transaction event."""
+        if isinstance(event, RequestReceived) and event.request.method == "INVITE":
+            self.fast.note_slow_invite(event.request.via.branch, now)
         if isinstance(event, ResponseReceived) and event.key in self._probes:
             if event.response.status >= 200:
                 uri = self._probes.pop(event.key)
@@ -314,13 +424,21 @@ class BalancerApp:
         loop = asyncio.get_running_loop()
         role = self.role
         if role.count > 1:
-            self.link = WorkerLink(role, self.stack.on_data, self._on_control)
+            self.link = WorkerLink(role, self.on_datagram, self._on_control)
             self.link.start(loop)
             if not role.primary:
                 self.picker.report_failure = self._report_failure
         bound = await self._bind()
+        for endpoint in self.stack.udp:
+            if endpoint.receiver == self.stack.on_data:
+                endpoint.receiver = self.on_datagram
         self.stack.start(loop)
+        for endpoint in self.stack.udp:
+            if not endpoint.wildcard:
+                loop.remove_reader(endpoint.sock.fileno())
+                loop.add_reader(endpoint.sock.fileno(), drain_udp, endpoint)
         self._tasks.append(loop.create_task(self._proxy_timer_loop()))
+        self._tasks.append(loop.create_task(self._fast_timer_loop()))
         if not role.primary:
             assert self.link is not None
             self.link.send_control(0, {"ready": role.index})
@@ -360,6 +478,8 @@ class BalancerApp:
         self.identity = dataclasses.replace(self.identity, via_port=self.private.port)
         self.proxy.me = self.identity
         self.proxy.outbound_local = (host, self.private.port)
+        self.fast.set_identity(self.identity)
+        self.fast.outbound_local = self.proxy.outbound_local
 
     async def _start_operations(self) -> None:
         """The primary's console socket and admin API."""
@@ -392,6 +512,15 @@ class BalancerApp:
             deadline = prober.get_timer()
             delay = 1.0 if deadline is None else min(1.0, max(0.01, deadline - time.time()))
             await asyncio.sleep(delay)
+
+    async def _fast_timer_loop(self) -> None:
+        """Drive the fast path's retransmissions and timeouts."""
+        fast = self.fast
+        while True:
+            await asyncio.sleep(FAST_TICK)
+            deadline = fast.get_timer()
+            if deadline is not None and deadline <= time.time():
+                fast.handle_timer(time.time())
 
     async def _proxy_timer_loop(self) -> None:
         """Drive the proxy's first-response timeouts (failover to the next node); worker chores."""
@@ -560,6 +689,7 @@ class BalancerApp:
         """Serve until SIGINT/SIGTERM; SIGHUP reloads dispatcher.list."""
         loop = asyncio.get_running_loop()
         await self.start()
+        tune_gc()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopped.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)

@@ -35,8 +35,9 @@ Two rules fix it:
    memory and survive a restart, as with one process.
 
 The price is one local datagram send and receive for about (N-1)/N of the
-requests from phones, a few microseconds against the fraction of a
-millisecond a message costs to proxy.  (The phone side of a request that a
+requests from phones: with the byte-level fast path a message costs some
+tens of microseconds to proxy, and the hand-off adds about a quarter to the
+CPU of a call (``bench/bench_balancer.py`` prints both).  (The phone side of a request that a
 node sends towards a phone also comes from the private port: a phone behind
 a NAT that filters by source port needs ``--workers 1``.)
 
