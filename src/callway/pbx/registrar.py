@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from callway.core.address import Address
+from callway.core.logbudget import LogBudget
 from callway.pbx.auth import Authenticator, AuthOutcome
 from callway.pbx.location import Binding, Location
 from callway.pbx.model import Aor, PjsipConfig
@@ -50,6 +51,16 @@ class Registrar:
         self.auth = auth
         #: Called with each binding a REGISTER adds or refreshes (callback, push params).
         self.listeners: list[Callable[[Binding], None]] = []
+        #: "Added contact" lines: one per new contact, at most 20 a second; the
+        #: shell reports the rest with :meth:`log_suppressed` (registration storms).
+        self.added_log = LogBudget(20)
+
+    def log_suppressed(self) -> None:
+        """Log how many "Added contact" lines the budget held back since the last call."""
+        count = self.added_log.take_suppressed()
+        if count:
+            log.info("Added %d more contacts (not logged one by one: at most %d lines a second)",
+                     count, self.added_log.per_second)  # fmt: skip
 
     def handle_register(self, request: Request, source: Address, now: float) -> Response:
         """Process one REGISTER (RFC 3261 §10.3 steps 1-8)."""
@@ -153,7 +164,7 @@ class Registrar:
         known = previous if len(adding) == 1 and not removing else None
         for item in adding:
             old = known[item.uri] if known is not None else location.get(aor.name, item.uri)
-            if old is None:
+            if old is None and self.added_log.allow(now):
                 # Asterisk logs new contacts at verbose 3 and refreshes only at debug.
                 log.info("Added contact '%s' to AOR '%s' with expiration of %d seconds",
                          item.uri, aor.name, item.expires)  # fmt: skip
