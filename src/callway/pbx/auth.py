@@ -100,12 +100,13 @@ class Authenticator:
 
     def check(self, request: Request, source: Address, now: float) -> AuthOutcome:
         """Authenticate ``request``; the outcome carries a 401/403/400 if it fails."""
-        try:
-            creds = select_credentials(
-                (parse_auth_header(v) for v in request.get_all("authorization")), self.realm
-            )
-        except DigestError:
-            return AuthOutcome(None, make_response(request, 400, "Bad Authorization"))
+        creds = None
+        values = request.get_all("authorization")
+        if values:
+            try:
+                creds = select_credentials((parse_auth_header(v) for v in values), self.realm)
+            except DigestError:
+                return AuthOutcome(None, make_response(request, 400, "Bad Authorization"))
         endpoint = self.identify(request, creds)
         user = creds.params.get("username", "") if creds else ""
         if self._blocked(source, user, now):

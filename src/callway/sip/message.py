@@ -203,9 +203,16 @@ class Message:
     @property
     def vias(self) -> list[Via]:
         """All Via values, topmost first (§20.42)."""
-        value = self._cache.get("vias")
+        cache = self._cache
+        value = cache.get("vias")
         if value is None:
-            value = self._cache["vias"] = [parse_via(v) for v in self.get_all("via")]
+            items = self.get_all("via")
+            top: Via | None = cache.get("via")  # the topmost one, parsed alone before
+            if top is not None and items:
+                value = [top, *[parse_via(v) for v in items[1:]]]
+            else:
+                value = [parse_via(v) for v in items]
+            cache["vias"] = value
         return value
 
     @property

@@ -43,6 +43,7 @@ from callway.sip.transaction.client import (
 from callway.sip.transaction.events import (
     AckReceived,
     ClientTransactionKey,
+    RequestReceived,
     ServerTransactionKey,
     StrayResponse,
     TransactionEvent,
@@ -161,10 +162,16 @@ class TransactionLayer:
             if resting is not None:  # §17.2.2: Completed resends the final response
                 self._out.messages.append((resting.message(), resting.peer))
                 return
-            kind: type[ServerTransaction] = NonInviteServerTransaction
-            if request.method == "INVITE":
-                kind = InviteServerTransaction
-            transaction = kind(key, request, source, self.config, self._out)
+            if request.method != "INVITE":
+                # Figure 8, (Init, request) -> Trying, "pass to TU", without the table run.
+                transaction = NonInviteServerTransaction(
+                    key, request, source, self.config, self._out
+                )
+                transaction.state = State.TRYING
+                self._servers[key] = transaction
+                self._out.events.append(RequestReceived(key, request, source))
+                return
+            transaction = InviteServerTransaction(key, request, source, self.config, self._out)
             self._servers[key] = transaction
         self._run(transaction, Input.RECV_REQUEST, now, request, source)
 

@@ -74,3 +74,19 @@ def test_reliable_transport_terminates_at_once() -> None:
     layer = TransactionLayer()
     answer(layer, register(transport="TCP"), TCP_PEER, 0.0)
     assert layer.active_transactions == 0 and layer.get_timer() is None
+
+
+def test_the_layer_shortcuts_follow_figure_8() -> None:
+    """receive_request and _complete_non_invite run these rows without the table."""
+    from callway.sip.transaction.machine import Action, Input, Transition
+    from callway.sip.transaction.server import NON_INVITE_SERVER_TABLE as TABLE
+
+    assert TABLE[(State.INIT, Input.RECV_REQUEST)] == Transition(
+        State.TRYING, (Action.PASS_REQUEST,)
+    )
+    for state in (State.TRYING, State.PROCEEDING):
+        for final in (Input.SEND_2XX, Input.SEND_300_699):
+            assert TABLE[(state, final)] == Transition(
+                State.COMPLETED, (Action.SEND_RESPONSE, Action.START_J)
+            )
+    assert TABLE[(State.COMPLETED, Input.RECV_REQUEST)].actions == (Action.RESEND_RESPONSE,)
