@@ -503,7 +503,9 @@ def _parse_start_line(line: str) -> Request | Response:
         if version[:4].upper() == "SIP/" and " " not in version:
             raise ParseError(f"unsupported SIP version {version[:20]!r}", 505)
         raise ParseError(f"bad request line {line[:80]!r}")
-    if not method or not method.isascii() or not _is_token(method):
+    if method not in _COMMON_METHODS and (
+        not method or not method.isascii() or not _is_token(method)
+    ):
         raise ParseError(f"bad method {method!r}")
     if not uri_text or uri_text[0] == "<":
         raise ParseError(f"bad Request-URI {uri_text!r}")
@@ -519,6 +521,10 @@ def _parse_status_line(parts: list[str]) -> Response:
     return Response(int(code), reason)
 
 
+# Methods seen every second: known tokens, no character check needed.
+_COMMON_METHODS = frozenset(
+    {"REGISTER", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "NOTIFY", "SUBSCRIBE", "INFO"}
+)
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 
 
