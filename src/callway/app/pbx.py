@@ -272,6 +272,7 @@ class PbxApp:
                 self._alerts(now)
             for binding in self.location.expire(now):
                 log.info("contact %s of %s expired", binding.uri, binding.aor)
+            self.registrar.log_suppressed()
             self.keepalives.tick(now)
             try:
                 self.store.flush()

@@ -6,7 +6,7 @@ import logging
 
 from callway.app.b2bua.manager import CallManager
 from callway.app.b2bua.service import CallService
-from callway.ops.logs import call_context
+from callway.ops.logs import call_context, current_call_id
 from callway.pbx.core import PbxCore, validation_response
 from callway.sip.transaction import (
     AckReceived,
@@ -34,6 +34,13 @@ class PbxTransactionUser:
 
     def handle_event(self, event: TransactionEvent, now: float) -> None:
         """One event from the transaction layer, logged under its message's Call-ID."""
+        if type(event) is RequestReceived:  # the hot path: no context manager
+            token = current_call_id.set(event.request.get("call-id"))
+            try:
+                self._request(event, now)
+            finally:
+                current_call_id.reset(token)
+            return
         message = getattr(event, "request", None) or getattr(event, "response", None)
         with call_context(message.get("call-id") if message is not None else None):
             self._dispatch(event, now)

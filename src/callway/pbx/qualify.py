@@ -108,7 +108,8 @@ class Qualifier:
 
     def forget(self, key: ContactKey) -> None:
         """Stop qualifying a contact."""
-        self._contacts.pop(key, None)
+        if self._contacts.pop(key, None) is None:
+            return  # never qualified: no timer runs for it (the REGISTER hot path)
         self._timers.cancel(("ping", key))
         self._timers.cancel(("wait", key))
 

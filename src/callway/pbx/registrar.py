@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from callway.core.address import Address
+from callway.core.logbudget import LogBudget
 from callway.pbx.auth import Authenticator, AuthOutcome
 from callway.pbx.location import Binding, Location
 from callway.pbx.model import Aor, PjsipConfig
@@ -50,6 +51,16 @@ class Registrar:
         self.auth = auth
         #: Called with each binding a REGISTER adds or refreshes (callback, push params).
         self.listeners: list[Callable[[Binding], None]] = []
+        #: "Added contact" lines: one per new contact, at most 20 a second; the
+        #: shell reports the rest with :meth:`log_suppressed` (registration storms).
+        self.added_log = LogBudget(20)
+
+    def log_suppressed(self) -> None:
+        """Log how many "Added contact" lines the budget held back since the last call."""
+        count = self.added_log.take_suppressed()
+        if count:
+            log.info("Added %d more contacts (not logged one by one: at most %d lines a second)",
+                     count, self.added_log.per_second)  # fmt: skip
 
     def handle_register(self, request: Request, source: Address, now: float) -> Response:
         """Process one REGISTER (RFC 3261 §10.3 steps 1-8)."""
@@ -106,7 +117,9 @@ class Registrar:
                 return response
             if aor.maximum_expiration and expires > aor.maximum_expiration:
                 expires = aor.maximum_expiration
-            params = {k: v for k, v in contact.params.items() if k not in ("expires", "q")}
+            params = contact.params
+            if params:
+                params = {k: v for k, v in params.items() if k not in ("expires", "q")}
             result.append(_ContactRequest(str(contact.uri), expires, params))
         return result
 
@@ -125,13 +138,18 @@ class Registrar:
             old = previous[item.uri] = location.get(aor.name, item.uri)
             if old is not None and old.call_id == call_id and cseq <= old.cseq:
                 return self._reply(request, 500, "Out Of Order CSeq")
-        adding = [w for w in wanted if w.expires > 0]
-        removing = {w.uri for w in wanted if w.expires == 0}
         existing = location.lookup(aor.name, now)
-        if removing:
-            existing = [b for b in existing if b.uri not in removing]
-        new_uris = {w.uri for w in adding}
-        kept = [b for b in existing if b.uri not in new_uris]
+        if len(wanted) == 1 and wanted[0].expires > 0:  # the usual REGISTER: one contact
+            adding = wanted
+            removing: set[str] = set()
+            kept = [b for b in existing if b.uri != wanted[0].uri]
+        else:
+            adding = [w for w in wanted if w.expires > 0]
+            removing = {w.uri for w in wanted if w.expires == 0}
+            if removing:
+                existing = [b for b in existing if b.uri not in removing]
+            new_uris = {w.uri for w in adding}
+            kept = [b for b in existing if b.uri not in new_uris]
         if aor.max_contacts <= 0 and adding:
             return self._reply(request, 403, "Forbidden")
         overflow = len(kept) + len(adding) - aor.max_contacts
@@ -146,30 +164,31 @@ class Registrar:
             self.location.remove(aor.name, uri)
         # RFC 3327: callway honours Path whatever the AOR's support_path says (chan_pjsip
         # needs support_path=yes): behind callway balancer it is how a node reaches a phone.
-        path = tuple(request.get_all("path"))
+        path = tuple(request.get_all("path")) if "path" in request else ()
         user_agent = request.get("user-agent") or ""
         # One new contact and nothing removed (the usual REGISTER): what the
         # location held for it was read above and has not changed since.
         known = previous if len(adding) == 1 and not removing else None
         for item in adding:
             old = known[item.uri] if known is not None else location.get(aor.name, item.uri)
-            if old is None:
+            if old is None and self.added_log.allow(now):
                 # Asterisk logs new contacts at verbose 3 and refreshes only at debug.
                 log.info("Added contact '%s' to AOR '%s' with expiration of %d seconds",
                          item.uri, aor.name, item.expires)  # fmt: skip
+            params = item.params
             binding = Binding(
-                aor=aor.name,
-                uri=item.uri,
-                expires_at=now + item.expires,
-                call_id=call_id,
-                cseq=cseq,
-                source=source,
-                registered_at=now,
-                path=path,
-                user_agent=user_agent,
-                instance=(item.params.get("+sip.instance") or "").strip('"'),
-                reg_id=item.params.get("reg-id") or "",
-                params=format_params(item.params),
+                aor.name,
+                item.uri,
+                now + item.expires,
+                call_id,
+                cseq,
+                source,
+                now,
+                path,
+                user_agent,
+                (params.get("+sip.instance") or "").strip('"') if params else "",
+                (params.get("reg-id") or "") if params else "",
+                format_params(params) if params else "",
             )
             location.put(binding)
             for listener in self.listeners:

@@ -443,6 +443,8 @@ def parse_cseq(value: str) -> CSeq:
 def parse_nonneg_int(value: str, name: str, maximum: int) -> int:
     """A header of one non-negative integer (Content-Length, Expires, Max-Forwards)."""
     text = value.strip()
-    if len(text) > 10 or not ascii_digits(text) or int(text) > maximum:
-        raise ParseError(f"bad {name} {value!r}")
-    return int(text)
+    if len(text) <= 10 and text.isascii() and text.isdigit():
+        number = int(text)
+        if number <= maximum:
+            return number
+    raise ParseError(f"bad {name} {value!r}")

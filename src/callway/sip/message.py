@@ -44,38 +44,65 @@ _MAX_CONTENT_LENGTH = 2**31 - 1
 class Message:
     """What requests and responses share: headers and body (RFC 3261 §7)."""
 
-    __slots__ = ("__weakref__", "_cache", "_raw", "body", "headers")
+    __slots__ = ("__weakref__", "_cache", "_index", "_index_size", "_raw", "body", "headers")
 
     def __init__(self, headers: Iterable[tuple[str, str]] = (), body: bytes = b"") -> None:
         self.headers: list[list[str]] = [[header_key(k), v] for k, v in headers]
         self.body = body
         self._cache: dict[str, Any] = {}
         self._raw: bytes | None = None
+        self._index: dict[str, list[str]] | None = None
+        self._index_size = -1
 
     # -- generic header access ------------------------------------------------
+
+    def _lookup(self) -> dict[str, list[str]]:
+        """Header values by key, in order: built on the first lookup, dropped on changes.
+
+        A message is read a dozen times on its way through a server (validation,
+        transaction key, registrar, response); one pass over the lines beats a
+        scan per read.  The mutators below drop it; a list grown directly (as
+        :func:`make_response` does) is noticed by its length.
+        """
+        index = self._index
+        headers = self.headers
+        if index is None or self._index_size != len(headers):
+            index = {}
+            for key, value in headers:
+                found = index.get(key)
+                if found is None:
+                    index[key] = [value]
+                else:
+                    found.append(value)
+            self._index = index
+            self._index_size = len(headers)
+        return index
 
     def get(self, name: str) -> str | None:
         """The first header line's value of ``name`` (any case, compact or long)."""
         key = _header_keys.get(name) or header_key(name)
-        for k, v in self.headers:
-            if k == key:
-                return v
-        return None
+        values = self._lookup().get(key)
+        return values[0] if values else None
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``; list headers are split on commas (§7.3.1)."""
         key = _header_keys.get(name) or header_key(name)
-        values = [v for k, v in self.headers if k == key]
-        if key in LIST_HEADERS and values:
+        values = self._lookup().get(key)
+        if not values:
+            return []
+        if key in LIST_HEADERS:
             if len(values) == 1:
                 return split_list(values[0])
             return [item for v in values for item in split_list(v)]
-        return values
+        return list(values)
+
+    def header_counts(self) -> dict[str, int]:
+        """How many lines each header key has."""
+        return {key: len(values) for key, values in self._lookup().items()}
 
     def count(self, name: str) -> int:
         """How many header lines named ``name`` there are."""
-        key = header_key(name)
-        return sum(1 for k, _ in self.headers if k == key)
+        return len(self._lookup().get(header_key(name), ()))
 
     def __contains__(self, name: str) -> bool:
         return self.get(name) is not None
@@ -83,6 +110,7 @@ class Message:
     def _changed(self, key: str | None = None) -> None:
         """Forget the wire bytes and the parsed values ``key`` (None: all) fed."""
         self._raw = None
+        self._index = None
         cache = self._cache
         if cache:
             if key is None:
@@ -163,9 +191,9 @@ class Message:
     # -- structured values (cached) ------------------------------------------------
 
     def _required(self, name: str) -> str:
-        for k, v in self.headers:
-            if k == name:
-                return v
+        values = self._lookup().get(name)
+        if values:
+            return values[0]
         value = self.get(name)
         if value is None:
             raise ParseError(f"missing {canonical_name(header_key(name))} header")
@@ -203,9 +231,16 @@ class Message:
     @property
     def vias(self) -> list[Via]:
         """All Via values, topmost first (§20.42)."""
-        value = self._cache.get("vias")
+        cache = self._cache
+        value = cache.get("vias")
         if value is None:
-            value = self._cache["vias"] = [parse_via(v) for v in self.get_all("via")]
+            items = self.get_all("via")
+            top: Via | None = cache.get("via")  # the topmost one, parsed alone before
+            if top is not None and items:
+                value = [top, *[parse_via(v) for v in items[1:]]]
+            else:
+                value = [parse_via(v) for v in items]
+            cache["vias"] = value
         return value
 
     @property
@@ -468,7 +503,9 @@ def _parse_start_line(line: str) -> Request | Response:
         if version[:4].upper() == "SIP/" and " " not in version:
             raise ParseError(f"unsupported SIP version {version[:20]!r}", 505)
         raise ParseError(f"bad request line {line[:80]!r}")
-    if not method or not method.isascii() or not _is_token(method):
+    if method not in _COMMON_METHODS and (
+        not method or not method.isascii() or not _is_token(method)
+    ):
         raise ParseError(f"bad method {method!r}")
     if not uri_text or uri_text[0] == "<":
         raise ParseError(f"bad Request-URI {uri_text!r}")
@@ -484,6 +521,10 @@ def _parse_status_line(parts: list[str]) -> Response:
     return Response(int(code), reason)
 
 
+# Methods seen every second: known tokens, no character check needed.
+_COMMON_METHODS = frozenset(
+    {"REGISTER", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "NOTIFY", "SUBSCRIBE", "INFO"}
+)
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 
 

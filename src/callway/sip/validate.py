@@ -278,10 +278,7 @@ def _check_common(message: Message) -> dict[str, int]:
 
 
 def _header_counts(message: Message) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for key, _ in message.headers:
-        counts[key] = counts.get(key, 0) + 1
-    return counts
+    return message.header_counts()
 
 
 def _check_mandatory(message: Message, counts: Collection[str] | None = None) -> None:

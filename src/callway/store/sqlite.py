@@ -41,8 +41,24 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
+_SOURCE_TEXTS: dict[tuple[str, str, int, tuple[str, int] | None], str] = {}
+_SOURCE_TEXTS_MAX = 4096
+
+
 def _source_text(address: Address) -> str:
-    return json.dumps([address.transport, address.host, address.port, address.local])
+    """The JSON column of a source address; memoised: phones keep their address."""
+    key = (address.transport, address.host, address.port, address.local)
+    text = _SOURCE_TEXTS.get(key)
+    if text is None:
+        text = json.dumps([address.transport, address.host, address.port, address.local])
+        if len(_SOURCE_TEXTS) >= _SOURCE_TEXTS_MAX:
+            _SOURCE_TEXTS.clear()
+        _SOURCE_TEXTS[key] = text
+    return text
+
+
+def _path_text(path: tuple[str, ...]) -> str:
+    return json.dumps(list(path)) if path else "[]"
 
 
 def _source_from(text: str) -> Address:
@@ -77,7 +93,7 @@ class SqliteLocationStore:
         rows = [
             (
                 b.aor, b.uri, b.expires_at, b.call_id, b.cseq, _source_text(b.source),
-                b.registered_at, json.dumps(list(b.path)), b.user_agent, b.instance,
+                b.registered_at, _path_text(b.path), b.user_agent, b.instance,
                 b.reg_id, b.params,
             )
             for b in pending.values()

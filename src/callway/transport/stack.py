@@ -215,7 +215,8 @@ class SipStack:
         if self.trace is not None:
             self.trace("send", data, dest)
         if dest.transport == "udp":
-            self._udp_for(dest).send(data, dest)
+            udp = self.udp
+            (udp[0] if len(udp) == 1 else self._udp_for(dest)).send(data, dest)
             return
         for server in self.streams:
             if server.transport_name == dest.transport:

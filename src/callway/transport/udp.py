@@ -37,6 +37,7 @@ _TIMESPEC = struct.Struct("=qq")
 _ANCILLARY = 128
 _BATCH = 64
 _MAX_DATAGRAM = 65535
+_SOURCES_MAX = 4096  # memoised source addresses (cleared when full)
 _BACKLOG = 0.001  # seconds a datagram waited before we drain more than one per wakeup
 
 Receiver = Callable[[bytes, Address], None]
@@ -80,6 +81,9 @@ class UdpEndpoint:
         self._buffer = bytearray(_MAX_DATAGRAM)
         self._view = memoryview(self._buffer)
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Source addresses by (peer, local host): a phone sends from one address,
+        # so its datagrams share one immutable Address instead of building one each.
+        self._sources: dict[tuple[tuple[str, int], str], Address] = {}
 
     @property
     def local(self) -> tuple[str, int]:
@@ -109,7 +113,7 @@ class UdpEndpoint:
                 else:
                     size, peer = self.sock.recvfrom_into(self._buffer)
                     data = bytes(self._view[:size])
-                    source = Address(self.transport, peer[0], peer[1], self._local)
+                    source = self._source(peer, self.host)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # ICMP errors surface here on Linux
@@ -133,7 +137,17 @@ class UdpEndpoint:
             elif level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
                 seconds, nanos = _TIMESPEC.unpack_from(payload)
                 self.lag = max(0.0, time.time() - seconds - nanos * 1e-9)
-        return data, Address(self.transport, peer[0], peer[1], (local_host, self.port))
+        return data, self._source(peer, local_host)
+
+    def _source(self, peer: tuple[str, int], local_host: str) -> Address:
+        key = (peer, local_host)
+        source = self._sources.get(key)
+        if source is None:
+            if len(self._sources) >= _SOURCES_MAX:
+                self._sources.clear()
+            source = Address(self.transport, peer[0], peer[1], (local_host, self.port))
+            self._sources[key] = source
+        return source
 
     def send(self, data: bytes, dest: Address) -> None:
         """Send one datagram, from ``dest.local``'s address when we are a wildcard."""

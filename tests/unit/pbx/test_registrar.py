@@ -220,3 +220,28 @@ def test_sha256_challenge_first_and_accepted(clock: ManualClock) -> None:
     response = registrar.handle_register(make_register(authorization=creds), SOURCE, clock.now)
     assert response.status == 200
     assert location.lookup("8005", clock.now)
+
+
+def test_added_contact_lines_are_capped_per_second(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    config_text = DEMO_PJSIP_CONF.replace("max_contacts=1", "max_contacts=1\nremove_existing=yes")
+    config = parse_pjsip(config_text)
+    registrar = Registrar(config, Location(), Authenticator(config, secret=b"k" * 32))
+    registrar.added_log.per_second = 2
+    phone = Phone(registrar, clock, "8005", "8005")
+    with caplog.at_level("INFO", logger="callway.pbx.registrar"):
+        for port in range(40001, 40006):  # five new contacts within one second
+            assert phone.register(contact=f"<sip:8005@192.0.2.10:{port}>").status == 200
+        registrar.log_suppressed()
+        registrar.log_suppressed()  # nothing new: no second summary
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("Added contact" in line for line in lines) == 2
+    assert [line for line in lines if "more contacts" in line] == [
+        "Added 3 more contacts (not logged one by one: at most 2 lines a second)"
+    ]
+    clock.advance(1)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="callway.pbx.registrar"):
+        phone.register(contact="<sip:8005@192.0.2.10:40009>")
+    assert any("Added contact" in r.getMessage() for r in caplog.records)

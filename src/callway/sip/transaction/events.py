@@ -7,21 +7,24 @@ pattern).  Each one is a frozen dataclass; the TU matches on its type.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from callway.core.address import Address
 from callway.sip.message import Request, Response
 
 
-@dataclass(frozen=True, slots=True)
-class ClientTransactionKey:
-    """A client transaction: top Via branch + CSeq method (RFC 3261 §17.1.3)."""
+class ClientTransactionKey(NamedTuple):
+    """A client transaction: top Via branch + CSeq method (RFC 3261 §17.1.3).
+
+    Keys are named tuples: built and hashed in C, they are looked up several
+    times per message (transaction table, timer heap).
+    """
 
     branch: str
     method: str
 
 
-@dataclass(frozen=True, slots=True)
-class ServerTransactionKey:
+class ServerTransactionKey(NamedTuple):
     """A server transaction: branch, sent-by and method (RFC 3261 §17.2.3).
 
     ``method`` is the method of the request that created the transaction, so

@@ -8,6 +8,14 @@ on the wire collects in :meth:`TransactionLayer.messages_to_send` as
 
 A transaction is dropped the moment it enters Terminated (§17.1.1.2).
 
+A non-INVITE server transaction over UDP that sent its final response only
+waits in Completed for Timer J (64*T1 = 32 s) to absorb retransmitted
+requests (§17.2.2).  A registrar answering thousands of REGISTERs a second
+holds hundreds of thousands of them, so there it shrinks to a
+:class:`_Resting` record (the response bytes and where they go) in a dict,
+and its Timer J to an entry of a first-in first-out queue: every Timer J has
+the same length, so the queue stays in deadline order without a heap.
+
 A shell drives it like this (aioquic's ``transmit()`` pattern)::
 
     layer.receive_request(request, source, now=loop.time())   # or receive_response
@@ -21,8 +29,12 @@ A shell drives it like this (aioquic's ``transmit()`` pattern)::
 
 from __future__ import annotations
 
+import weakref
+from collections import deque
+from typing import NamedTuple
+
 from callway.core.address import Address
-from callway.sip.message import Request, Response
+from callway.sip.message import Request, Response, parse_message
 from callway.sip.transaction.client import (
     ClientTransaction,
     InviteClientTransaction,
@@ -31,10 +43,12 @@ from callway.sip.transaction.client import (
 from callway.sip.transaction.events import (
     AckReceived,
     ClientTransactionKey,
+    RequestReceived,
     ServerTransactionKey,
     StrayResponse,
     TransactionEvent,
     TransactionKey,
+    TransportError,
 )
 from callway.sip.transaction.machine import (
     Input,
@@ -55,7 +69,28 @@ from callway.sip.transaction.server import (
     NonInviteServerTransaction,
     ServerTransaction,
 )
-from callway.sip.transaction.timers import TransactionConfig
+from callway.sip.transaction.timers import Interval, TransactionConfig
+
+_NON_INVITE_ANSWERABLE = frozenset({State.TRYING, State.PROCEEDING})
+
+
+class _Resting(NamedTuple):
+    """A non-INVITE server transaction in Completed over UDP, waiting for Timer J."""
+
+    response: bytes
+    peer: Address
+    deadline: float
+    #: The response object while someone still holds it (resent as is, unparsed).
+    ref: weakref.ref[Response]
+
+    def message(self) -> Response:
+        """The response to resend: the live object, else parsed from its bytes."""
+        live = self.ref()
+        if live is not None and live.to_bytes() is self.response:
+            return live
+        parsed = parse_message(self.response)
+        assert isinstance(parsed, Response)
+        return parsed
 
 
 class TransactionLayer:
@@ -68,6 +103,12 @@ class TransactionLayer:
         self._servers: dict[ServerTransactionKey, ServerTransaction] = {}
         # RFC 2543 ACKs carry the To tag of our final response (§17.2.3).
         self._ack_aliases: dict[ServerTransactionKey, ServerTransactionKey] = {}
+        # Completed non-INVITE server transactions over UDP (see the module docstring).
+        self._resting: dict[ServerTransactionKey, _Resting] = {}
+        self._timer_j: deque[tuple[float, ServerTransactionKey]] = deque()
+        self._timer_j_interval = self.config.interval(
+            Interval.T1_X64_OR_ZERO, reliable=False, last=None
+        )
 
     # -- client side (§17.1) ---------------------------------------------------
 
@@ -117,10 +158,20 @@ class TransactionLayer:
             return
         transaction = self._servers.get(key)
         if transaction is None:
-            kind: type[ServerTransaction] = NonInviteServerTransaction
-            if request.method == "INVITE":
-                kind = InviteServerTransaction
-            transaction = kind(key, request, source, self.config, self._out)
+            resting = self._resting.get(key)
+            if resting is not None:  # §17.2.2: Completed resends the final response
+                self._out.messages.append((resting.message(), resting.peer))
+                return
+            if request.method != "INVITE":
+                # Figure 8, (Init, request) -> Trying, "pass to TU", without the table run.
+                transaction = NonInviteServerTransaction(
+                    key, request, source, self.config, self._out
+                )
+                transaction.state = State.TRYING
+                self._servers[key] = transaction
+                self._out.events.append(RequestReceived(key, request, source))
+                return
+            transaction = InviteServerTransaction(key, request, source, self.config, self._out)
             self._servers[key] = transaction
         self._run(transaction, Input.RECV_REQUEST, now, request, source)
 
@@ -144,6 +195,13 @@ class TransactionLayer:
         transaction = self._servers.get(key)
         if transaction is None:
             raise TransactionError(f"no server transaction {key}")
+        if (
+            response.status >= 200
+            and type(transaction) is NonInviteServerTransaction
+            and transaction.state in _NON_INVITE_ANSWERABLE
+        ):
+            self._complete_non_invite(transaction, response, now)
+            return
         legacy_invite = key.legacy and key.method == "INVITE" and response.status >= 200
         # Read before the run: a final response lets the transaction drop its request.
         invite = transaction.request if legacy_invite else None
@@ -152,6 +210,23 @@ class TransactionLayer:
             alias = legacy_ack_key(invite, response)
             if alias is not None and alias != key and key in self._servers:
                 self._ack_aliases[alias] = key
+
+    def _complete_non_invite(
+        self, transaction: NonInviteServerTransaction, response: Response, now: float
+    ) -> None:
+        """Figure 8: a final response from the TU, then Completed until Timer J (§17.2.2)."""
+        response_input(response.status, from_tu=True)  # a status out of range raises
+        key = transaction.key
+        peer = transaction.peer
+        self._out.messages.append((response, peer))
+        transaction.terminate()  # nothing runs in Trying/Proceeding: no timer to cancel
+        del self._servers[key]
+        interval = self._timer_j_interval
+        if peer.reliable or not interval:
+            return  # Timer J is zero over reliable transports: Terminated at once
+        deadline = now + interval
+        self._resting[key] = _Resting(response.seal(), peer, deadline, weakref.ref(response))
+        self._timer_j.append((deadline, key))
 
     def find_invite_server_transaction(self, cancel: Request) -> ServerTransactionKey | None:
         """The INVITE server transaction a CANCEL targets, if it still exists (§9.2).
@@ -170,6 +245,11 @@ class TransactionLayer:
 
     def transport_error(self, message: Request | Response, now: float) -> None:
         """The shell failed to send ``message``; inform its transaction (§17.1.4, §17.2.4)."""
+        if isinstance(message, Response):
+            server = response_server_key(message)
+            if server is not None and self._resting.pop(server, None) is not None:
+                self._out.events.append(TransportError(server))  # Completed -> Terminated
+                return
         transaction = self._owner_of(message)
         if transaction is not None:
             self._run(transaction, Input.TRANSPORT_ERROR, now)
@@ -196,6 +276,8 @@ class TransactionLayer:
         """
         found = self._find(key)
         if found is None:
+            if isinstance(key, ServerTransactionKey):
+                return self._resting.pop(key, None) is not None
             return False
         found.terminate()
         self._reap(found)
@@ -204,7 +286,10 @@ class TransactionLayer:
     def state(self, key: TransactionKey) -> State | None:
         """The state of a live transaction, or None once it is terminated."""
         found = self._find(key)
-        return None if found is None else found.state
+        if found is None:
+            resting = isinstance(key, ServerTransactionKey) and key in self._resting
+            return State.COMPLETED if resting else None
+        return found.state
 
     def _find(self, key: TransactionKey) -> Transaction | None:
         if isinstance(key, ClientTransactionKey):
@@ -214,7 +299,7 @@ class TransactionLayer:
     @property
     def active_transactions(self) -> int:
         """How many transactions are alive."""
-        return len(self._clients) + len(self._servers)
+        return len(self._clients) + len(self._servers) + len(self._resting)
 
     # -- sans-I/O plumbing --------------------------------------------------
 
@@ -230,10 +315,21 @@ class TransactionLayer:
 
     def get_timer(self) -> float | None:
         """The earliest timer deadline, or None when no timer runs."""
-        return self._out.timers.next_deadline()
+        deadline = self._out.timers.next_deadline()
+        if self._timer_j:
+            first = self._timer_j[0][0]
+            if deadline is None or first < deadline:
+                return first
+        return deadline
 
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now`` (Timers A-M)."""
+        queue, resting = self._timer_j, self._resting
+        while queue and queue[0][0] <= now:
+            _, done = queue.popleft()
+            record = resting.get(done)
+            if record is not None and record.deadline <= now:  # not a newer one
+                del resting[done]  # Timer J: Completed -> Terminated
         for key, timer in self._out.timers.pop_due(now):
             found = self._find(key)
             if found is not None:
