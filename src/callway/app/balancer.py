@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import logging
 import os
 import random
@@ -57,6 +56,7 @@ from callway.app.balancer_workers import (
     stop_workers,
 )
 from callway.app.control import ControlServer
+from callway.app.runtime import tune_gc
 from callway.balancer.algorithms import RequestFacts, SelectorState, select_destinations
 from callway.balancer.fastpath import FastRelay
 from callway.balancer.model import (
@@ -148,13 +148,6 @@ def kernel_lag(ancdata: list[tuple[int, int, bytes]], previous: float) -> float:
             waited: float = time.time() - seconds - nanos * 1e-9
             return max(0.0, waited)
     return previous
-
-
-def tune_gc() -> None:
-    """Once started: freeze what start-up built (never scanned again), collect less often."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -689,7 +682,7 @@ class BalancerApp:
         """Serve until SIGINT/SIGTERM; SIGHUP reloads dispatcher.list."""
         loop = asyncio.get_running_loop()
         await self.start()
-        tune_gc()
+        tune_gc(GC_THRESHOLDS)  # freeze what start-up built; collect less often
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopped.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
