@@ -44,9 +44,7 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +53,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO))
 
+import _common as common  # noqa: E402  (the scratch directory)
 import bench_register as br  # noqa: E402  (its /proc CPU helpers and process registry)
 
 SCENARIOS = REPO / "tests" / "interop" / "scenarios"
@@ -326,18 +325,6 @@ def profile_report(path: Path, limit: int = 25) -> None:
 # --------------------------------------------------------------- main
 
 
-@contextlib.contextmanager
-def workdir(keep: bool) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="bench-balancer-"))
-    try:
-        yield path
-    finally:
-        if keep:
-            print(f"kept {path}")
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short ladder (under 60 s)")
@@ -358,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     started = time.monotonic()
     try:
-        with workdir(args.keep) as work:
+        with common.workdir("balancer", args.keep) as work:
             nodes = start_nodes(work)
             NODE_PIDS[:] = [proc.pid for proc, _ in nodes]
             list_file = work / "dispatcher.list"

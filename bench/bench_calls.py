@@ -34,16 +34,13 @@ hot spots.  Every process started here is stopped on exit, including Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import pstats
 import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +49,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO))
 
+import _common as common  # noqa: E402  (the scratch directory)
 import bench_balancer as bb  # noqa: E402  (wait_port, sipp counters)
 import bench_register as br  # noqa: E402  (process registry, /proc CPU helpers)
 
@@ -299,18 +297,6 @@ def profile_report(path: Path, limit: int = 25) -> None:
 # --------------------------------------------------------------- main
 
 
-@contextlib.contextmanager
-def workdir(keep: bool) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="bench-calls-"))
-    try:
-        yield path
-    finally:
-        if keep:
-            print(f"kept {path}")
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short ladder (under 60 s)")
@@ -332,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.monotonic()
     try:
-        with workdir(args.keep) as work:
+        with common.workdir("calls", args.keep) as work:
             uas, uas_port = start_uas(work)
             results: dict[str, list[Step]] = {}
             if "direct" in only:

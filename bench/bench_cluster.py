@@ -34,9 +34,7 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -44,6 +42,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO))
 
+import _common as common  # noqa: E402  (the scratch directory)
 import bench_balancer as bb  # noqa: E402
 import bench_calls as bc  # noqa: E402
 import bench_register as br  # noqa: E402
@@ -170,18 +169,6 @@ def cluster_ladder(
 # --------------------------------------------------------------- main
 
 
-@contextlib.contextmanager
-def workdir(keep: bool) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
-    try:
-        yield path
-    finally:
-        if keep:
-            print(f"kept {path}")
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-
-
 def best_rate(steps: list[bc.Step]) -> int:
     clean = [s.rate for s in steps if s.clean]
     return max(clean) if clean else 0
@@ -205,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     summary: list[str] = []
     try:
-        with workdir(args.keep) as work:
+        with common.workdir("cluster", args.keep) as work:
             redis_proc, url = start_redis(work)
             print(f"redis-server at {url}\n\n== REGISTER throughput ({args.users} users) ==")
             users_csv = work / "users.csv"

@@ -45,7 +45,6 @@ the load tools' CPU are printed too: when the tools' core is saturated the
 from __future__ import annotations
 
 import argparse
-import contextlib
 import multiprocessing
 import os
 import resource
@@ -53,9 +52,7 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +62,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO))
 
+import _common as common  # noqa: E402  (the scratch directory)
 import bench_balancer as bb  # noqa: E402  (wait_port, sipp counters)
 import bench_calls as bc  # noqa: E402  (the PBX's bench configuration)
 import bench_register as br  # noqa: E402  (process registry, /proc CPU helpers)
@@ -325,18 +323,6 @@ def verdict(fig: Figures, floor_us: int) -> str:
             f"{'met' if clean and per_core >= CALLS_PER_CORE_TARGET else 'NOT met'}")  # fmt: skip
 
 
-@contextlib.contextmanager
-def workdir(keep: bool) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="bench-media-"))
-    try:
-        yield path
-    finally:
-        if keep:
-            print(f"kept {path}")
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", default="500", help="comma-separated concurrent call counts")
@@ -360,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"PBX pinned to CPU {sorted(PBX_CPUS)}, sipp/sender/receiver to {sorted(TOOL_CPUS)}")
     results: list[tuple[Figures, int]] = []
     try:
-        with workdir(args.keep) as work:
+        with common.workdir("media", args.keep) as work:
             header()
             for calls in counts:
                 floor = direct(calls, args.duration, pin) if not args.no_direct else None
