@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import os
-import pstats
 import re
 import resource
 import shutil
@@ -53,7 +51,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO))
 
-import _common as common  # noqa: E402  (the scratch directory)
+import _common as common  # noqa: E402  (scratch directory, cProfile report)
 import bench_register as br  # noqa: E402  (its /proc CPU helpers and process registry)
 
 SCENARIOS = REPO / "tests" / "interop" / "scenarios"
@@ -310,18 +308,6 @@ def compare(name: str, kam: list[Step], cw: list[Step]) -> None:
         print(f"  {step.rate:5d}  {cpu}   {vs_sipp}")
 
 
-def profile_report(path: Path, limit: int = 25) -> None:
-    if not path.exists():
-        print(f"  no profile written at {path}")
-        return
-    for order in ("tottime", "cumulative"):
-        out = io.StringIO()
-        stats = pstats.Stats(str(path), stream=out)
-        stats.strip_dirs().sort_stats(order).print_stats(limit)
-        print(f"\n--- cProfile of callway balancer, by {order} ---")
-        print("\n".join(out.getvalue().splitlines()[4:]))
-
-
 # --------------------------------------------------------------- main
 
 
@@ -365,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                 profiled = start_callway(work, list_file, profile=prof)
                 print_step("cProfile", run_step(profiled, args.profile, PROFILE_SECONDS, work))
                 br.PROCS.stop(profiled.proc, timeout=15)
-                profile_report(prof)
+                common.profile_report(prof, "callway balancer")
     finally:
         br.PROCS.stop_all()
     print(f"\n(bench took {time.monotonic() - started:.0f} s)")

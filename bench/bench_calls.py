@@ -34,8 +34,6 @@ hot spots.  Every process started here is stopped on exit, including Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import io
-import pstats
 import resource
 import shutil
 import subprocess
@@ -49,7 +47,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO))
 
-import _common as common  # noqa: E402  (the scratch directory)
+import _common as common  # noqa: E402  (scratch directory, cProfile report)
 import bench_balancer as bb  # noqa: E402  (wait_port, sipp counters)
 import bench_register as br  # noqa: E402  (process registry, /proc CPU helpers)
 
@@ -282,18 +280,6 @@ def summary(results: dict[str, list[Step]]) -> None:
               f"({direct.rate} CPS: the load tools' ceiling on this ladder)")  # fmt: skip
 
 
-def profile_report(path: Path, limit: int = 25) -> None:
-    if not path.exists():
-        print(f"  no profile written at {path}")
-        return
-    for order in ("tottime", "cumulative"):
-        out = io.StringIO()
-        stats = pstats.Stats(str(path), stream=out)
-        stats.strip_dirs().sort_stats(order).print_stats(limit)
-        print(f"\n--- cProfile of callway pbx, by {order} ---")
-        print("\n".join(out.getvalue().splitlines()[4:]))
-
-
 # --------------------------------------------------------------- main
 
 
@@ -338,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                 print_step("cProfile", step)
                 assert profiled.proc is not None
                 br.PROCS.stop(profiled.proc, timeout=15)
-                profile_report(prof)
+                common.profile_report(prof, "callway pbx")
             br.PROCS.stop(uas)
     finally:
         br.PROCS.stop_all()

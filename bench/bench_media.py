@@ -62,7 +62,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO))
 
-import _common as common  # noqa: E402  (the scratch directory)
+import _common as common  # noqa: E402  (scratch directory, cProfile report)
 import bench_balancer as bb  # noqa: E402  (wait_port, sipp counters)
 import bench_calls as bc  # noqa: E402  (the PBX's bench configuration)
 import bench_register as br  # noqa: E402  (process registry, /proc CPU helpers)

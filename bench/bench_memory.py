@@ -66,7 +66,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO))
 
-import _common as common  # noqa: E402  (the scratch directory)
+import _common as common  # noqa: E402  (scratch directory, cProfile report)
 import bench_calls as bc  # noqa: E402  (the sipp UAS, scenarios)
 import bench_register as br  # noqa: E402  (process registry, /proc helpers)
 
