@@ -56,6 +56,7 @@ def test_console_live_log(pbx: PbxProcess, tmp_path: Path) -> None:
     try:
         time.sleep(1.0)
         register(pbx, "8006", tmp_path)
+        dial_unknown(pbx, tmp_path)
         assert proc.stdin is not None
         proc.stdin.write("core show channels\n")
         proc.stdin.flush()
@@ -69,6 +70,19 @@ def test_console_live_log(pbx: PbxProcess, tmp_path: Path) -> None:
     assert "Connected to callway" in output
     assert "0 objects found" in output  # the channels command answered
     assert "8006" in output  # the registration showed up in the live log
+    # The dialplan's verbose lines, as asterisk -rvvv shows them, reach the console...
+    assert 'Executing [8099@from-external:1] NoOp("PJSIP/8005-' in output, output[-3000:]
+    # ...and not the node's own log, which keeps Asterisk's log-file level.
+    assert "Executing [" not in pbx.stderr_text()
+
+
+def dial_unknown(pbx: PbxProcess, tmp_path: Path) -> None:
+    """8005 calls 8099 (matches _80XX, not registered): the dialplan runs, the call fails."""
+    result = run_sipp(
+        "call_uac_rejected.xml", f"127.0.0.1:{pbx.sip_port}", service="8099",
+        extra_args=["-au", "8005", "-ap", "8005"], timeout=15, trace_dir=tmp_path / "sipp-call",
+    )  # fmt: skip
+    assert result.returncode == 0, result.describe()
 
 
 def test_console_without_node(tmp_path: Path) -> None:

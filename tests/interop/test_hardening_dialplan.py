@@ -57,7 +57,11 @@ def _call(pbx: PbxProcess, tmp_path: Path, user: str, number: str) -> list[str]:
 def test_from_external_cannot_reach_an_internal_only_pattern(
     pbx_factory: PbxFactory, tmp_path: Path
 ) -> None:
-    pbx = pbx_factory(extensions=TOLL_EXTENSIONS, endpoint_options={"8006": "context=internal"})
+    pbx = pbx_factory(
+        extensions=TOLL_EXTENSIONS,
+        endpoint_options={"8006": "context=internal"},
+        log_args=("-v",),  # the dialplan's Executing lines in the log
+    )
     # 8005 is in from-external: the outside line is not there.
     for number in ("9011441234567", "90", "900123"):
         assert _call(pbx, tmp_path, "8005", number) == [R401, "SIP/2.0 404 Not Found (INVITE)"]

@@ -23,6 +23,8 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from callway.ops.logs import VERBOSE_LOGGER
+
 log = logging.getLogger("callway.control")
 
 Command = Callable[[list[str]], "str | Awaitable[str]"]
@@ -58,6 +60,7 @@ class ControlServer:
         self.commands = commands
         self._server: asyncio.AbstractServer | None = None
         self._broadcast = _Broadcast()
+        self._verbose_raised = False  # a console turned the verbose lines on
 
     async def start(self) -> None:
         """Listen (replacing a stale socket file)."""
@@ -103,6 +106,10 @@ class ControlServer:
     async def _stream_log(self, writer: asyncio.StreamWriter) -> None:
         queue: asyncio.Queue[str] = asyncio.Queue()
         self._broadcast.listeners.add(queue)
+        verbose = logging.getLogger(VERBOSE_LOGGER)
+        if verbose.level > logging.INFO:  # the dialplan's Executing lines (asterisk -rvvv)
+            verbose.setLevel(logging.INFO)
+            self._verbose_raised = True
         try:
             while True:
                 await _send(writer, {"log": await queue.get()})
@@ -110,6 +117,9 @@ class ControlServer:
             pass
         finally:
             self._broadcast.listeners.discard(queue)
+            if self._verbose_raised and not self._broadcast.listeners:
+                verbose.setLevel(logging.WARNING)
+                self._verbose_raised = False
 
     async def run(self, words: list[str]) -> dict[str, object]:
         """Find the longest command matching ``words`` and run it."""

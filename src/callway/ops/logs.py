@@ -51,6 +51,20 @@ def call_context(call_id: str | None) -> Iterator[None]:
         current_call_id.reset(token)
 
 
+#: Asterisk's verbose output (``Executing [8006@from-external:1] NoOp(...)``): off
+#: in the node's own log unless ``-v``, on in a console's live log while one listens
+#: (``callway console``, like ``asterisk -rvvv``), and free while off.
+VERBOSE_LOGGER = "callway.verbose"
+
+
+class QuietVerbose(logging.Filter):
+    """Keeps the verbose lines a console turned on out of the node's own log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a record of :data:`VERBOSE_LOGGER`."""
+        return record.name != VERBOSE_LOGGER
+
+
 class CallIdFilter(logging.Filter):
     """Adds ``record.call_id`` (the current Call-ID, or None); never drops a record."""
 
@@ -109,7 +123,8 @@ def setup_logging(
 
     ``json`` selects JSON lines.  Replaces the root logger's handlers (so
     calling it twice does not double the output) and returns the new handler.
-    ``level`` is a number or a name (``"DEBUG"``).
+    ``level`` is a number or a name (``"DEBUG"``).  Below DEBUG the verbose
+    lines (:data:`VERBOSE_LOGGER`) stay off; a console turns them on for itself.
     """
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.addFilter(CallIdFilter())
@@ -119,4 +134,10 @@ def setup_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    verbose = logging.getLogger(VERBOSE_LOGGER)
+    if root.getEffectiveLevel() > logging.DEBUG:
+        handler.addFilter(QuietVerbose())
+        verbose.setLevel(logging.WARNING)  # off until a console asks for it
+    else:
+        verbose.setLevel(logging.NOTSET)
     return handler

@@ -53,6 +53,7 @@ from callway.pbx.dialplan.variables import ChannelVariables, load_globals
 from callway.pbx.dialplan_model import Dialplan
 
 log = logging.getLogger("callway.pbx.dialplan")
+verbose = logging.getLogger("callway.verbose")  # callway.ops.logs.VERBOSE_LOGGER
 
 # find_priority results by (dialplan, context, exten, priority, caller id): a loaded
 # dialplan never changes (a reload makes a new one), and every call to the same
@@ -258,8 +259,8 @@ class DialplanRunner:
             log.warning("%s: %s for extension %s", self.scope.channel_name, reason, self._where())
             return self._finish(Hangup(None, reason))
         args = self.scope.substitute(step.args_raw)
-        if log.isEnabledFor(logging.DEBUG):  # Asterisk's verbose level 3: off in its log files
-            log.debug(
+        if verbose.isEnabledFor(logging.INFO):  # Asterisk's verbose level 3: see ops.logs
+            verbose.info(
                 'Executing %s %s("%s", "%s")', self._where(), app[0], self.scope.channel_name, args
             )
         return self._apply(app[1](args, self.scope))
