@@ -355,7 +355,7 @@ def test_variables_given_and_set() -> None:
 
 
 def test_log_lines_name_the_step(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.DEBUG, "callway.pbx.dialplan"):
+    with caplog.at_level(logging.INFO, "callway.verbose"):  # Asterisk's verbose lines
         runner(DEMO_EXTENSIONS_CONF, "8006", "from-external").next_action()
     assert 'Executing [8006@from-external:1] NoOp("PJSIP/8005-00000001", "")' in caplog.text
     assert 'Executing [8006@from-external:2] Dial("PJSIP/8005-00000001", "PJSIP/8006")' in (
