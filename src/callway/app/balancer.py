@@ -23,6 +23,12 @@ Overload: when datagrams wait in the kernel's queue longer than
 ``503 Service Unavailable`` with ``Retry-After`` at once instead of being
 relayed, so the calls already under way finish and the balancer does not
 collapse into a retransmission storm.
+
+``--media-relay udp:IP:PORT`` (``media_relay`` in callway.toml) anchors
+media at the edge through an ng media relay (``callway relay`` or
+rtpengine), as Kamailio's ``rtpengine_manage()`` does: INVITE, ACK with a
+body, BYE and CANCEL then skip the fast path (their SDP is rewritten by the
+full path, :mod:`callway.app.balancer_tu`); the rest of a call stays fast.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from callway.admin import AdminServer, start_admin
 from callway.app.admin_backends import BalancerBackend
 from callway.app.alerts import AlertSender
 from callway.app.balancer_console import balancer_commands
+from callway.app.balancer_media import MediaRelayClient
 from callway.app.balancer_tu import BRANCH_PREFIX, BalancerUser
 from callway.app.balancer_workers import (
     WorkerLink,
@@ -150,6 +157,23 @@ def kernel_lag(ancdata: list[tuple[int, int, bytes]], previous: float) -> float:
     return previous
 
 
+MEDIA_METHODS = (b"INVITE ", b"BYE ", b"CANCEL ")
+
+
+def _carries_media(data: bytes) -> bool:
+    """A request the media relay must see: INVITE, BYE, CANCEL, an ACK with a body.
+
+    Their responses follow on their own: the fast path only knows the
+    branches it relayed.
+    """
+    if data.startswith(MEDIA_METHODS):
+        return True
+    if not data.startswith(b"ACK "):
+        return False
+    end = data.find(b"\r\n\r\n")
+    return end >= 0 and len(data) > end + 4
+
+
 @dataclass(frozen=True, slots=True)
 class Listen:
     """``udp:IP:PORT`` / ``tcp:IP:PORT`` (Kamailio's ``listen=``)."""
@@ -185,6 +209,7 @@ class BalancerSettings:
     admin_token: str = ""
     state_dir: Path = field(default_factory=Path.cwd)
     workers: int = 1
+    media_relay: str = ""  # udp:IP:PORT of an ng media relay; "" = media end to end
 
 
 def balancer_settings(args: object) -> BalancerSettings:
@@ -224,6 +249,7 @@ def balancer_settings(args: object) -> BalancerSettings:
         admin_token=toml.admin.token,
         state_dir=base,
         workers=max(1, workers or 1),
+        media_relay=getattr(args, "media_relay", None) or b.media_relay,
     )
 
 
@@ -362,6 +388,10 @@ class BalancerApp:
             first_response_timeout=self.proxy.first_response_timeout, stats=self.proxy.stats,
         )  # fmt: skip
         self.fast.overloaded = self._overloaded
+        self.media: MediaRelayClient | None = None
+        if settings.media_relay:
+            self.media = MediaRelayClient(settings.media_relay, self.proxy.stats)  # ValueError
+            self.proxy.media = self.media
         self.alerts = AlertSender(settings.alert_url, settings.alert_secret)
         self._probes: dict[ClientTransactionKey, str] = {}
         self.admin: AdminServer | None = None
@@ -389,7 +419,8 @@ class BalancerApp:
 
     def on_datagram(self, data: bytes, source: Address) -> None:
         """One datagram: the fast path relays it, or the full SIP stack takes it."""
-        if not self.fast.receive(data, source, time.time()):
+        media = self.media is not None and _carries_media(data)  # its SDP is rewritten there
+        if media or not self.fast.receive(data, source, time.time()):
             self.stack.on_data(data, source)
 
     def handle_event(self, event: TransactionEvent, now: float) -> None:
@@ -422,6 +453,8 @@ class BalancerApp:
             if not role.primary:
                 self.picker.report_failure = self._report_failure
         bound = await self._bind()
+        if self.media is not None:
+            await self.media.start()
         for endpoint in self.stack.udp:
             if endpoint.receiver == self.stack.on_data:
                 endpoint.receiver = self.on_datagram
@@ -675,6 +708,8 @@ class BalancerApp:
             await self.control.close()
         if self.link is not None:
             self.link.close()
+        if self.media is not None:
+            self.media.close()
         await self.stack.close()
         await self.alerts.close()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -50,7 +51,7 @@ class MediaRelayClient:
 
     def __init__(self, address: str, stats: dict[str, int]) -> None:
         self.address = parse_relay_address(address)
-        self.codec = NgCodec(f"cwb{os.getpid()}")
+        self.codec = NgCodec(f"cwb{os.getpid()}")  # again in start(): a forked worker's own
         self.stats = stats
         self.pending: dict[bytes, _Pending] = {}
         self.transport: asyncio.DatagramTransport | None = None
@@ -59,6 +60,7 @@ class MediaRelayClient:
 
     async def start(self) -> None:
         """Open the control socket (connected: only the relay's datagrams come in)."""
+        self.codec = NgCodec(f"cwb{os.getpid()}_{secrets.token_hex(3)}")
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _Protocol(self), remote_addr=self.address

@@ -10,6 +10,13 @@ and the caller never notices; the node is reported to the prober.
 When the shell says it is overloaded (:attr:`BalancerUser.overloaded`), a new
 INVITE is answered ``503`` with ``Retry-After`` instead of being relayed:
 cheap to send, and the calls already relayed keep their share of the loop.
+
+With a media relay (:attr:`BalancerUser.media`, ``media_relay`` in
+callway.toml), SDP bodies are offered to and answered by an ng relay the
+way Kamailio's ``rtpengine_manage()`` does (:mod:`callway.balancer.media`):
+the message waits for the relay's SDP, then goes on with it; BYE, CANCEL
+and a failed initial INVITE delete the call there.  A relay that does not
+answer leaves the message unchanged.
 """
 
 from __future__ import annotations
@@ -22,6 +29,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from callway.balancer import proxy
+from callway.balancer.media import (
+    NgCommand,
+    NgReply,
+    replace_sdp,
+    reply_reason,
+    reply_sdp,
+    request_command,
+    response_command,
+    sdp_of,
+)
 from callway.balancer.proxy import Identity
 from callway.core.address import Address
 from callway.ops.logs import call_context
@@ -54,6 +71,7 @@ FIRST_RESPONSE_TIMEOUT = 2.0
 # How long responses from an abandoned attempt are recognised and dropped (64*T1).
 ABANDONED_MEMORY = 32.0
 RETRY_AFTER = "2"  # seconds, in the 503 sent while overloaded
+SDP_MEMORY = 1024  # relayed SDP bodies remembered for retransmitted 2xx responses
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, NOTIFY, REFER, MESSAGE"
 
 
@@ -74,6 +92,13 @@ class Picker(Protocol):
 
     def is_destination(self, source: Address) -> bool:
         """True if ``source`` is one of the nodes (Kamailio's ``ds_is_from_list``)."""
+
+
+class MediaRelay(Protocol):
+    """An ng media relay as the proxy sees it (:mod:`callway.app.balancer_media`)."""
+
+    def request(self, command: NgCommand, done: Callable[[NgReply | None], None]) -> None:
+        """Send ``command``; ``done`` gets the reply, or None when the relay is silent."""
 
 
 class Port(Protocol):
@@ -110,6 +135,9 @@ class Forward:
     last: Response | None = None
     dest_uri: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    offer_sent: bool = False  # the INVITE carried SDP: SDP in its responses is the answer
+    initial: bool = False  # an INVITE without To tag: its failure ends the call
+    waiting: list[Response] | None = None  # responses behind one held for the media relay
 
 
 class BalancerUser:
@@ -143,6 +171,9 @@ class BalancerUser:
         #: The local (host, port) requests leave from (a worker's private port), if not the
         #: default socket.
         self.outbound_local: tuple[str, int] | None = None
+        #: The ng media relay SDP bodies go through, if any.
+        self.media: MediaRelay | None = None
+        self._sdp_memory: dict[tuple[str, bytes], bytes] = {}
 
     # -- timers (the first-response timeout, like Kamailio's fr_timer) ---------------------
 
@@ -271,7 +302,27 @@ class BalancerUser:
             proxy.add_record_route(request, self.me)
         fwd = Forward(key, request, source, request.method, candidates)
         self.by_server[key] = fwd
-        self._next_attempt(fwd, now)
+        command = request_command(request) if self.media is not None else None
+        if command is None or command.command == "delete":
+            if command is not None:
+                self._media_fire(command)
+            self._next_attempt(fwd, now)
+            return
+        fwd.offer_sent = True
+        fwd.initial = request.to.tag is None
+        self._media_hold(command, request, lambda: self._offered(fwd))
+
+    def _offered(self, fwd: Forward) -> None:
+        """The relay answered the INVITE's offer (or gave up): forward it, unless cancelled."""
+        if not fwd.cancelled:
+            self._next_attempt(fwd, self.clock())
+            return
+        fwd.finished = True
+        self.by_server.pop(fwd.server_key, None)
+        self._reply(fwd.server_key, fwd.request, 487)
+        tags = request_command(fwd.request)
+        if tags is not None:
+            self._media_fire(NgCommand("delete", tags.call_id, tags.from_tag))
 
     def _next_attempt(self, fwd: Forward, now: float) -> bool:
         """Send to the next candidate; False when none is left."""
@@ -319,6 +370,9 @@ class BalancerUser:
             return
         self._reply(key, cancel, 200)
         fwd.cancelled = True
+        command = request_command(cancel) if self.media is not None else None
+        if command is not None:
+            self._media_fire(command)
         if fwd.forwarded is not None and fwd.client_key is not None and fwd.provisional:
             self._send_cancel(fwd)
 
@@ -330,8 +384,74 @@ class BalancerUser:
         except TransactionError as exc:
             log.debug("CANCEL not sent: %s", exc)
 
+    # -- the media relay (Kamailio's rtpengine_manage) -----------------------------------------
+
+    def _media_fire(self, command: NgCommand) -> None:
+        """A ``delete``: nothing waits for its reply."""
+        if self.media is not None:
+            self.media.request(command, _ignore)
+
+    def _media_hold(self, command: NgCommand, message: Request | Response,
+                    then: Callable[[], None]) -> None:  # fmt: skip
+        """Ask the relay; put its SDP in ``message`` and call ``then`` when it answered."""
+        assert self.media is not None
+
+        def done(reply: NgReply | None) -> None:
+            with call_context(command.call_id):
+                self._media_apply(command, message, reply)
+                then()
+
+        self.media.request(command, done)
+
+    def _media_apply(self, command: NgCommand, message: Request | Response,
+                     reply: NgReply | None) -> None:  # fmt: skip
+        """The relay's SDP into ``message`` (unchanged without one); remembered for repeats."""
+        original = command.sdp or b""
+        sdp = reply_sdp(reply)
+        if sdp is None:
+            if reply is not None:
+                log.warning("media relay refused %s: %s", command.command, reply_reason(reply))
+            sdp = original
+        else:
+            replace_sdp(message, sdp)
+        if len(self._sdp_memory) >= SDP_MEMORY:
+            del self._sdp_memory[next(iter(self._sdp_memory))]
+        self._sdp_memory[command.call_id, original] = sdp
+
+    def _upstream(self, fwd: Forward, response: Response) -> None:
+        """Relay a response upstream, through the media relay when it carries SDP (in order)."""
+        if fwd.waiting is not None:
+            fwd.waiting.append(response)
+            return
+        command = None
+        if self.media is not None and fwd.method == "INVITE":
+            command = response_command(response, offer_sent=fwd.offer_sent, initial=fwd.initial)
+        if command is None or command.command == "delete":
+            if command is not None:
+                self._media_fire(command)
+            self._relay_upstream(fwd, response)
+            return
+        fwd.waiting = []
+        self._media_hold(command, response, lambda: self._release(fwd, response))
+
+    def _release(self, fwd: Forward, response: Response) -> None:
+        self._relay_upstream(fwd, response)
+        waiting, fwd.waiting = fwd.waiting or [], None
+        for index, later in enumerate(waiting):
+            self._upstream(fwd, later)
+            if fwd.waiting is not None:  # held again: the rest queue behind it
+                fwd.waiting.extend(waiting[index + 1 :])
+                return
+
     def _forward_ack(self, ack: Request) -> None:
-        """ACK for a 2xx: stateless, along its Route set (§16.11)."""
+        """ACK for a 2xx: stateless, along its Route set (§16.11); its SDP is an answer."""
+        command = request_command(ack) if self.media is not None else None
+        if command is not None and command.command == "answer":
+            self._media_hold(command, ack, lambda: self._send_ack(ack))
+            return
+        self._send_ack(ack)
+
+    def _send_ack(self, ack: Request) -> None:
         try:
             proxy.strip_own_route(ack, self.me)
             hop = proxy.next_hop(ack)
@@ -369,7 +489,7 @@ class BalancerUser:
         elif (status >= 500 or status == 408) and not fwd.provisional:
             self._attempt_failed(key, response, now)
             return
-        self._relay_upstream(fwd, response)
+        self._upstream(fwd, response)
         if status >= 200:
             self._done(fwd, key, response)
 
@@ -407,8 +527,12 @@ class BalancerUser:
         fwd.finished = True
         self.by_server.pop(fwd.server_key, None)
         if response is not None:
-            self._relay_upstream(fwd, response)
+            self._upstream(fwd, response)
             return
+        if fwd.initial:
+            command = request_command(fwd.request)
+            if command is not None:
+                self._media_fire(NgCommand("delete", command.call_id, command.from_tag))
         request = fwd.request if fwd.forwarded is None else self._pristine(fwd)
         status = 408 if fwd.dest_uri == "" else 503
         self._reply(fwd.server_key, request, status)
@@ -419,7 +543,21 @@ class BalancerUser:
             return
         if proxy.pop_via(response, self.me) is None:
             return
+        if self.media is not None and not self._stray_sdp(response):
+            return
         self._stray_send(response)
+
+    def _stray_sdp(self, response: Response) -> bool:
+        """A repeated 2xx gets the SDP its first copy got; False: not known yet, drop it."""
+        sdp = sdp_of(response)
+        if sdp is None:
+            return True
+        relayed = self._sdp_memory.get((response.call_id, sdp))
+        if relayed is None:
+            return False
+        if relayed != sdp:
+            replace_sdp(response, relayed)
+        return True
 
     def _from_abandoned(self, response: Response) -> bool:
         try:
@@ -433,3 +571,7 @@ class BalancerUser:
         except ParseError:
             return
         self.port.send_stateless(response, dest)
+
+
+def _ignore(reply: NgReply | None) -> None:
+    """The reply to a ``delete``."""

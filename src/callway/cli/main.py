@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     bal.add_argument("--ping-interval", type=float, help="OPTIONS probing interval, seconds")
     bal.add_argument("--advertise", help="address put in Via/Record-Route/Path (e.g. the VIP)")
     bal.add_argument("--workers", type=int, help="processes sharing the UDP port (default 1)")
+    bal.add_argument("--media-relay", help="udp:IP:PORT of an ng media relay (rtpengine)")
     bal.set_defaults(func=_cmd_balancer)
     console = sub.add_parser("console", help="attach to a running PBX (like asterisk -rvvv)")
     console.add_argument("-c", "--config", help="the node's config directory")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from callway.balancer.media import parse_relay_address
 from callway.config.errors import ConfigError
 from callway.ops.config import TraceSettings
 
@@ -63,10 +64,16 @@ class BalancerToml:
     probing_mode: int = 0
     alert_url: str = ""
     alert_secret: str = ""
+    media_relay: str = ""  # udp:IP:PORT of an ng media relay (rtpengine_sock); "" = none
 
     def __post_init__(self) -> None:
         listen = self.listen
         object.__setattr__(self, "listen", (listen,) if isinstance(listen, str) else tuple(listen))
+        if self.media_relay:
+            try:
+                parse_relay_address(str(self.media_relay))
+            except ValueError as exc:
+                raise TypeError(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)
