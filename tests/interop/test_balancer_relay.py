@@ -1,0 +1,134 @@
+"""``callway balancer --media-relay``: the balancer anchors media at an ng relay.
+
+The seed's split (SEED.md §7) without Kamailio: ``callway balancer`` drives
+the relay the way Kamailio's ``rtpengine_manage()`` does (offer on the
+INVITE, answer on the 200, delete on the BYE), in front of one ``callway
+pbx``, with ``callway relay`` (or Debian's rtpengine, the reference) on a
+loopback address of its own (127.0.0.2):
+
+* baresip 8005 calls 8006 through the balancer; both hear each other (the
+  audio scoring of ``test_calls_audio.py``);
+* the SDP each phone received names the relay's address and a port the
+  relay's ``query`` lists; the relay holds two calls (phone-PBX, PBX-phone)
+  with packets both ways on each;
+* after the hang-up the relay holds no call.
+
+A balancer whose relay does not answer forwards the SDP unchanged and the
+call still works (media end to end), counted as ``media_relay_timeout``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.balancer_process import Node, run_balancer
+from tests.helpers.peers import Baresip, require_binary
+from tests.helpers.ports import free_udp_port
+from tests.interop.conftest import PbxFactory
+from tests.interop.test_calls_audio import (
+    CALL_SECONDS,
+    SENTENCE_A,
+    SENTENCE_B,
+    assert_heard,
+    recording,
+    speech_wav,
+    wait_event,
+)
+from tests.interop.test_relay_ng import (
+    RELAY_MEDIA_IP,
+    SUPPORT_PATH,
+    ng_client,
+    received_sdp,
+    relay_ports,
+    run_relay,
+    run_rtpengine,
+    stream_stats,
+)
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
+
+
+def media_toml(ng_port: int) -> str:
+    return f'media_relay = "udp:127.0.0.1:{ng_port}"\n'
+
+
+@pytest.mark.parametrize("relay_kind", ["callway", "rtpengine"])
+def test_call_through_balancer_and_media_relay(
+    pbx_factory: PbxFactory, tmp_path: Path, relay_kind: str
+) -> None:
+    if relay_kind == "rtpengine":
+        require_binary("rtpengine")
+    run = run_relay if relay_kind == "callway" else run_rtpengine
+    require_binary("baresip")
+    pbx = pbx_factory(extra_pjsip=SUPPORT_PATH)
+    sent_a = speech_wav(tmp_path / "a.wav", SENTENCE_A, voice="en-us")
+    sent_b = speech_wav(tmp_path / "b.wav", SENTENCE_B, voice="en-gb")
+    with (
+        run(tmp_path / "relay") as relay,
+        ng_client(relay.ng_port) as ng,
+        run_balancer(
+            tmp_path / "lb", [Node(pbx.uri, 0)], algorithm=2, extra=media_toml(relay.ng_port)
+        ) as balancer,
+    ):
+        caller = Baresip(tmp_path / "baresip-8005", "8005", "8005", balancer.sip_port)
+        callee = Baresip(tmp_path / "baresip-8006", "8006", "8006", balancer.sip_port)
+        caller.audio_in, callee.audio_in = sent_a, sent_b
+        with caller, callee:
+            caller.wait_registered()
+            callee.wait_registered()
+            caller.dial(f"sip:8006@127.0.0.1:{balancer.sip_port}")
+            wait_event(caller, "CALL_ESTABLISHED")
+            wait_event(callee, "CALL_ESTABLISHED")
+            time.sleep(CALL_SECONDS)
+            calls = ng.calls()
+            queries = {call_id: ng("query", call_id=call_id) for call_id in calls}
+            caller.hangup()
+            wait_event(callee, "CALL_CLOSED")
+            wait_event(caller, "CALL_CLOSED")
+        deadline = time.monotonic() + 5.0
+        while ng.calls() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = ng.calls()
+        print(f"{relay.name} log:\n{relay.log_text()[-3000:]}")
+        print(f"balancer log:\n{balancer.log_text()[-3000:]}")
+    assert len(calls) == 2, calls  # phone 8005 <-> PBX, and PBX <-> phone 8006
+    used: list[int] = []
+    for call_id, query in queries.items():
+        stats = stream_stats(query)
+        print(f"relay call {call_id}: packets received per tag {stats}, ports {relay_ports(query)}")
+        assert len(stats) == 2 and all(n > 100 for n in stats.values()), (call_id, stats)
+        used += [port for port in relay_ports(query) if port % 2 == 0]
+    for sdp in (received_sdp(callee, "INVITE"), received_sdp(caller, "SIP/2.0 200")):
+        assert f"c=IN IP4 {RELAY_MEDIA_IP}" in sdp, sdp
+        port = int(re.search(r"m=audio (\d+)", sdp).group(1))  # type: ignore[union-attr]
+        assert port in used, (port, used)
+    assert left == [], left
+    assert_heard(sent_a, recording(callee.rec_dir), "8006 hears 8005 through the relay")
+    assert_heard(sent_b, recording(caller.rec_dir), "8005 hears 8006 through the relay")
+
+
+def test_silent_relay_leaves_sdp_unchanged(pbx_factory: PbxFactory, tmp_path: Path) -> None:
+    """No relay at the configured port: the call goes through, media end to end."""
+    require_binary("baresip")
+    pbx = pbx_factory(extra_pjsip=SUPPORT_PATH)
+    nowhere = free_udp_port()
+    with run_balancer(
+        tmp_path / "lb", [Node(pbx.uri, 0)], algorithm=2, extra=media_toml(nowhere)
+    ) as balancer:
+        caller = Baresip(tmp_path / "baresip-8005", "8005", "8005", balancer.sip_port)
+        callee = Baresip(tmp_path / "baresip-8006", "8006", "8006", balancer.sip_port)
+        with caller, callee:
+            caller.wait_registered()
+            callee.wait_registered()
+            caller.dial(f"sip:8006@127.0.0.1:{balancer.sip_port}")
+            wait_event(caller, "CALL_ESTABLISHED")
+            wait_event(callee, "CALL_ESTABLISHED")
+            caller.hangup()
+            wait_event(callee, "CALL_CLOSED")
+        balancer.wait_log(r"media relay udp:127\.0\.0\.1:\d+ did not answer offer")
+        sdp = received_sdp(callee, "INVITE")
+        assert RELAY_MEDIA_IP not in sdp, sdp
