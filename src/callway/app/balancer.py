@@ -26,8 +26,8 @@ collapse into a retransmission storm.
 
 ``--media-relay udp:IP:PORT`` (``media_relay`` in callway.toml) anchors
 media at the edge through an ng media relay (``callway relay`` or
-rtpengine), as Kamailio's ``rtpengine_manage()`` does: INVITE, ACK with a
-body, BYE and CANCEL then skip the fast path (their SDP is rewritten by the
+rtpengine), as Kamailio's ``rtpengine_manage()`` does: INVITE, UPDATE, ACK
+with a body, BYE and CANCEL then skip the fast path (their SDP is rewritten by the
 full path, :mod:`callway.app.balancer_tu`); the rest of a call stays fast.
 """
 
@@ -157,11 +157,11 @@ def kernel_lag(ancdata: list[tuple[int, int, bytes]], previous: float) -> float:
     return previous
 
 
-MEDIA_METHODS = (b"INVITE ", b"BYE ", b"CANCEL ")
+MEDIA_METHODS = (b"INVITE ", b"UPDATE ", b"BYE ", b"CANCEL ")
 
 
-def _carries_media(data: bytes) -> bool:
-    """A request the media relay must see: INVITE, BYE, CANCEL, an ACK with a body.
+def carries_media(data: bytes) -> bool:
+    """A request the media relay must see: INVITE, UPDATE, BYE, CANCEL, an ACK with a body.
 
     Their responses follow on their own: the fast path only knows the
     branches it relayed.
@@ -419,7 +419,7 @@ class BalancerApp:
 
     def on_datagram(self, data: bytes, source: Address) -> None:
         """One datagram: the fast path relays it, or the full SIP stack takes it."""
-        media = self.media is not None and _carries_media(data)  # its SDP is rewritten there
+        media = self.media is not None and carries_media(data)  # its SDP is rewritten there
         if media or not self.fast.receive(data, source, time.time()):
             self.stack.on_data(data, source)
 

@@ -309,7 +309,7 @@ class BalancerUser:
             self._next_attempt(fwd, now)
             return
         fwd.offer_sent = True
-        fwd.initial = request.to.tag is None
+        fwd.initial = request.method == "INVITE" and request.to.tag is None
         self._media_hold(command, request, lambda: self._offered(fwd))
 
     def _offered(self, fwd: Forward) -> None:
@@ -424,7 +424,7 @@ class BalancerUser:
             fwd.waiting.append(response)
             return
         command = None
-        if self.media is not None and fwd.method == "INVITE":
+        if self.media is not None and fwd.method in ("INVITE", "UPDATE"):
             command = response_command(response, offer_sent=fwd.offer_sent, initial=fwd.initial)
         if command is None or command.command == "delete":
             if command is not None:

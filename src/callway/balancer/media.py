@@ -6,9 +6,9 @@ protocol (:mod:`callway.ng.protocol`) to ``callway relay`` or rtpengine.
 An SDP body passing through is an offer or an answer (RFC 3264 §4, the
 offer/answer model as RFC 3261 §13.2.1 carries it):
 
-* an INVITE (initial or re-INVITE) with SDP: ``offer``;
-* a 18x/2xx response to an INVITE with SDP: ``answer`` when the INVITE
-  carried the offer, ``offer`` when it had none (late offer, §13.2.1);
+* an INVITE (initial or re-INVITE) or UPDATE (RFC 3311) with SDP: ``offer``;
+* a 18x/2xx response to an INVITE (or UPDATE) with SDP: ``answer`` when the
+  request carried the offer, ``offer`` when it had none (late offer, §13.2.1);
 * an ACK with SDP (the answer to a late offer): ``answer``;
 * BYE, CANCEL, and a final failure (>= 300) of an initial INVITE: ``delete``.
 
@@ -116,9 +116,9 @@ def _tags(message: Message) -> tuple[str, str | None] | None:
 
 
 def request_command(request: Request) -> NgCommand | None:
-    """What an INVITE, ACK, BYE or CANCEL asks of the relay; None for the rest."""
+    """What an INVITE, UPDATE, ACK, BYE or CANCEL asks of the relay; None for the rest."""
     method = request.method
-    if method not in ("INVITE", "ACK", "BYE", "CANCEL"):
+    if method not in ("INVITE", "UPDATE", "ACK", "BYE", "CANCEL"):
         return None
     tags = _tags(request)
     if tags is None:
@@ -130,7 +130,7 @@ def request_command(request: Request) -> NgCommand | None:
     sdp = sdp_of(request)
     if sdp is None:
         return None
-    command = "offer" if method == "INVITE" else "answer"
+    command = "answer" if method == "ACK" else "offer"
     return NgCommand(command, call_id, from_tag, to_tag, sdp)
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from callway.app.balancer import balancer_settings, carries_media
 from callway.app.balancer_tu import BalancerUser
 from callway.balancer.media import (
     NgCodec,
@@ -99,6 +102,7 @@ def test_invite_with_sdp_is_an_offer_with_kamailio_default_options() -> None:
         (request("BYE", to_tag="t1"), NgCommand("delete", "call-1", "f1")),
         (request("CANCEL"), NgCommand("delete", "call-1", "f1")),
         (request("REGISTER"), None),
+        (request("UPDATE", body=SDP, to_tag="t1"), NgCommand("offer", "call-1", "f1", "t1", SDP)),
         (request("INVITE", body=SDP, to_tag="t1"), NgCommand("offer", "call-1", "f1", "t1", SDP)),
     ],
 )
@@ -287,3 +291,23 @@ def test_ack_with_the_answer_to_a_late_offer() -> None:
     h.media.reply(1, RELAYED)
     (sent,) = h.take(NODE)
     assert sent.startswith(b"ACK ") and body_of(sent) == RELAYED
+
+
+def test_media_relay_flag_overrides_the_file(tmp_path: Path) -> None:
+    (tmp_path / "callway.toml").write_text(
+        '[balancer]\nlisten = "udp:127.0.0.1:5060"\nmedia_relay = "udp:127.0.0.1:2223"\n'
+    )
+    from_file = balancer_settings(argparse.Namespace(config=str(tmp_path)))
+    assert from_file.media_relay == "udp:127.0.0.1:2223"
+    flag = argparse.Namespace(config=str(tmp_path), media_relay="udp:127.0.0.3:2224")
+    assert balancer_settings(flag).media_relay == "udp:127.0.0.3:2224"
+    assert balancer_settings(argparse.Namespace(config=None)).media_relay == ""
+
+
+def test_fast_path_leaves_messages_with_media_to_the_full_path() -> None:
+    assert carries_media(request("INVITE"))
+    assert carries_media(request("BYE", to_tag="t1"))
+    assert carries_media(request("ACK", body=SDP, to_tag="t1"))
+    assert not carries_media(request("ACK", to_tag="t1"))
+    assert not carries_media(request("INFO", to_tag="t1"))
+    assert not carries_media(b"SIP/2.0 200 OK\r\n\r\n")
