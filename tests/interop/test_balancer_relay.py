@@ -11,7 +11,8 @@ loopback address of its own (127.0.0.2):
 * the SDP each phone received names the relay's address and a port the
   relay's ``query`` lists; the relay holds two calls (phone-PBX, PBX-phone)
   with packets both ways on each;
-* after the hang-up the relay holds no call.
+* after the hang-up (by either phone) the relay holds no call; the same with
+  ``--workers 2``.
 
 A balancer whose relay does not answer forwards the SDP unchanged and the
 call still works (media end to end), counted as ``media_relay_timeout``.
@@ -56,10 +57,15 @@ def media_toml(ng_port: int) -> str:
     return f'media_relay = "udp:127.0.0.1:{ng_port}"\n'
 
 
-@pytest.mark.parametrize("relay_kind", ["callway", "rtpengine"])
+@pytest.mark.parametrize(
+    ("relay_kind", "hangs_up", "workers"),
+    [("callway", "caller", 1), ("callway", "callee", 2), ("rtpengine", "caller", 1)],
+    ids=["callway", "callway-callee-hangs-up-2-workers", "rtpengine-reference"],
+)
 def test_call_through_balancer_and_media_relay(
-    pbx_factory: PbxFactory, tmp_path: Path, relay_kind: str
+    pbx_factory: PbxFactory, tmp_path: Path, relay_kind: str, hangs_up: str, workers: int
 ) -> None:
+    """Either side's BYE deletes the call; with ``--workers 2`` each worker has its own client."""
     if relay_kind == "rtpengine":
         require_binary("rtpengine")
     run = run_relay if relay_kind == "callway" else run_rtpengine
@@ -71,7 +77,11 @@ def test_call_through_balancer_and_media_relay(
         run(tmp_path / "relay") as relay,
         ng_client(relay.ng_port) as ng,
         run_balancer(
-            tmp_path / "lb", [Node(pbx.uri, 0)], algorithm=2, extra=media_toml(relay.ng_port)
+            tmp_path / "lb",
+            [Node(pbx.uri, 0)],
+            algorithm=2,
+            workers=workers,
+            extra=media_toml(relay.ng_port),
         ) as balancer,
     ):
         caller = Baresip(tmp_path / "baresip-8005", "8005", "8005", balancer.sip_port)
@@ -86,7 +96,7 @@ def test_call_through_balancer_and_media_relay(
             time.sleep(CALL_SECONDS)
             calls = ng.calls()
             queries = {call_id: ng("query", call_id=call_id) for call_id in calls}
-            caller.hangup()
+            (caller if hangs_up == "caller" else callee).hangup()
             wait_event(callee, "CALL_CLOSED")
             wait_event(caller, "CALL_CLOSED")
         deadline = time.monotonic() + 5.0
