@@ -550,9 +550,12 @@ class BalancerUser:
     def _stray_sdp(self, response: Response) -> bool:
         """A repeated 2xx gets the SDP its first copy got; False: not known yet, drop it."""
         sdp = sdp_of(response)
-        if sdp is None:
+        try:
+            if sdp is None or response.cseq.method not in ("INVITE", "UPDATE"):
+                return True
+            relayed = self._sdp_memory.get((response.call_id, sdp))
+        except ParseError:
             return True
-        relayed = self._sdp_memory.get((response.call_id, sdp))
         if relayed is None:
             return False
         if relayed != sdp:
