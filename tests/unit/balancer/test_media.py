@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from callway.app import balancer_media
 from callway.app.balancer import balancer_settings, carries_media
+from callway.app.balancer_media import MediaRelayClient
 from callway.app.balancer_tu import BalancerUser
 from callway.balancer.media import (
     NgCodec,
@@ -311,3 +316,38 @@ def test_fast_path_leaves_messages_with_media_to_the_full_path() -> None:
     assert not carries_media(request("ACK", to_tag="t1"))
     assert not carries_media(request("INFO", to_tag="t1"))
     assert not carries_media(b"SIP/2.0 200 OK\r\n\r\n")
+
+
+def test_client_retransmits_once_then_forwards_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A silent relay: the same datagram twice, then None and the timeout counter."""
+    monkeypatch.setattr(balancer_media, "RETRY_AFTER", 0.05)
+    monkeypatch.setattr(balancer_media, "GIVE_UP_AFTER", 0.1)
+
+    async def scenario() -> tuple[list[bytes], list[NgReply | None], dict[str, int]]:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as relay:
+            relay.bind(("127.0.0.1", 0))
+            relay.setblocking(False)
+            stats: dict[str, int] = {}
+            client = MediaRelayClient(f"udp:127.0.0.1:{relay.getsockname()[1]}", stats)
+            await client.start()
+            replies: list[NgReply | None] = []
+            client.request(NgCommand("delete", "c", "f"), replies.append)
+            await asyncio.sleep(0.3)
+            seen = []
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    seen.append(relay.recv(2048))
+            # a relay that answers: the reply under the cookie completes the request
+            client.request(NgCommand("delete", "c2", "f"), replies.append)
+            await asyncio.sleep(0.02)
+            data, peer = relay.recvfrom(2048)
+            cookie = data.partition(b" ")[0]
+            relay.sendto(format_reply(cookie, {"result": "ok"}), peer)
+            await asyncio.sleep(0.02)
+            client.close()
+            return seen, replies, stats
+
+    seen, replies, stats = asyncio.run(scenario())
+    assert len(seen) == 2 and seen[0] == seen[1]
+    assert replies == [None, {"result": b"ok"}]
+    assert stats == {"media_relay_requests": 2, "media_relay_timeout": 1, "media_relay_errors": 0}
