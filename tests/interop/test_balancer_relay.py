@@ -14,6 +14,9 @@ loopback address of its own (127.0.0.2):
 * after the hang-up (by either phone) the relay holds no call; the same with
   ``--workers 2``.
 
+Under load (sipp, 200 calls through the balancer to a sipp node), every
+call gets its offer, answer and delete, and none is left at the relay.
+
 A balancer whose relay does not answer forwards the SDP unchanged and the
 call still works (media end to end), counted as ``media_relay_timeout``.
 """
@@ -26,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.balancer_process import Node, run_balancer
-from tests.helpers.peers import Baresip, require_binary
+from tests.helpers.balancer_process import Node, SippServer, run_balancer
+from tests.helpers.peers import Baresip, require_binary, run_sipp
 from tests.helpers.ports import free_udp_port
 from tests.interop.conftest import PbxFactory
 from tests.interop.test_calls_audio import (
@@ -142,3 +145,29 @@ def test_silent_relay_leaves_sdp_unchanged(pbx_factory: PbxFactory, tmp_path: Pa
         balancer.wait_log(r"media relay udp:127\.0\.0\.1:\d+ did not answer offer")
         sdp = received_sdp(callee, "INVITE")
         assert RELAY_MEDIA_IP not in sdp, sdp
+
+
+def test_sipp_calls_through_balancer_and_relay(tmp_path: Path) -> None:
+    """Many short calls: the fast-path split and the held messages keep every call whole."""
+    require_binary("sipp")
+    count = 200
+    with (
+        SippServer(tmp_path / "node", "lb_uas.xml") as node,
+        run_relay(tmp_path / "relay", ports=400) as relay,
+        ng_client(relay.ng_port) as ng,
+        run_balancer(tmp_path / "lb", [Node(node.uri, 0)], extra=media_toml(relay.ng_port)) as lb,
+    ):
+        result = run_sipp(
+            "lb_uac.xml", lb.target, service="8006", calls=count, timeout=40,
+            extra_args=["-r", "100", "-rp", "1000", "-d", "10"], trace_dir=tmp_path / "uac",
+        )  # fmt: skip
+        assert result.returncode == 0, result.describe()
+        deadline = time.monotonic() + 5.0
+        while ng.calls() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ng.calls() == []
+        log = relay.log_text()
+        for command in ("offer", "answer", "delete"):
+            done = len(re.findall(rf"ng {command} call-id=\S+ .*: ok;", log))
+            assert done == count, (command, done)
+        assert "did not answer" not in lb.log_text()
