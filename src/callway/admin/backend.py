@@ -8,6 +8,7 @@ called on the event loop and must return quickly (a snapshot, no I/O).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from callway.admin.model import (
@@ -46,6 +47,10 @@ class AdminBackend(Protocol):
 
     def calls(self) -> list[Call]:
         """Active calls with their legs, media counters and quality."""
+        ...
+
+    def iter_calls(self) -> Iterator[Call]:
+        """The same calls one at a time, so a caller can yield to the event loop between them."""
         ...
 
     def cdrs(self, limit: int | None = None, since: float | None = None) -> list[Cdr]:

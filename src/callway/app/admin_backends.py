@@ -13,6 +13,7 @@ is reported as unknown (null), never guessed.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from callway import __version__
@@ -115,7 +116,12 @@ class PbxBackend:
 
     def calls(self) -> list[Call]:
         """Every channel with its relay legs."""
-        return [self._call(channel) for channel in list(self.app.calls.channels.values())]
+        return list(self.iter_calls())
+
+    def iter_calls(self) -> Iterator[Call]:
+        """Every channel of the moment of the call, one at a time."""
+        for channel in list(self.app.calls.channels.values()):
+            yield self._call(channel)
 
     def _call(self, channel: Channel) -> Call:
         legs: list[Leg] = []
@@ -268,6 +274,10 @@ class BalancerBackend:
     def calls(self) -> list[Call]:
         """The balancer relays signalling only: no channels."""
         return []
+
+    def iter_calls(self) -> Iterator[Call]:
+        """No calls (see :meth:`calls`)."""
+        return iter(())
 
     def cdrs(self, limit: int | None = None, since: float | None = None) -> list[Cdr]:
         """No CDRs on a balancer."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -58,6 +58,9 @@ class FakeBackend:
 
     def calls(self) -> list[Call]:
         return list(self.active)
+
+    def iter_calls(self) -> Iterator[Call]:
+        return iter(list(self.active))
 
     def cdrs(self, limit: int | None = None, since: float | None = None) -> list[Cdr]:
         chosen = [r for r in self.records if since is None or r.end >= since]
