@@ -55,11 +55,14 @@ class LiveHub:
         self.sockets: set[web.WebSocketResponse] = set()
         self.latest = ""
 
-    def snapshot(self) -> str:
-        """Read the node once, update the metrics with it, and keep it as JSON text."""
+    def snapshot(self, calls: list[Call] | None = None) -> str:
+        """Read the node once, update the metrics with it, and keep it as JSON text.
+
+        ``calls``: the active calls when the caller has built them already.
+        """
         b = self.backend
         info = b.node_info()
-        calls = b.calls()
+        calls = b.calls() if calls is None else calls
         registrations = b.registrations()
         destinations = b.dispatcher_sets()
         self.metrics.update(calls, len(registrations), destinations)
@@ -86,7 +89,7 @@ class LiveHub:
             self.metrics.update(calls, len(b.registrations()), b.dispatcher_sets())
             self.latest = ""
             return
-        text = self.snapshot()
+        text = self.snapshot(await self._calls_in_steps())
         for ws in list(self.sockets):
             if ws.closed:
                 self.sockets.discard(ws)
