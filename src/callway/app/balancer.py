@@ -41,8 +41,6 @@ import os
 import random
 import secrets
 import signal
-import socket
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,7 +90,7 @@ from callway.sip.transaction import (
 )
 from callway.sip.uri import SipURI, parse_uri
 from callway.transport.stack import SipStack
-from callway.transport.udp import UdpEndpoint
+from callway.transport.udp import UdpEndpoint, kernel_lag
 
 log = logging.getLogger("callway.balancer")
 TIMER_TICK = 0.1  # seconds between checks of the proxy's failover timers
@@ -111,8 +109,6 @@ GC_THRESHOLDS = (10_000, 20, 50)
 DRAIN_BATCH = 64  # datagrams read per wakeup at most
 MAX_DATAGRAM = 65535
 ANCILLARY = 128
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-TIMESPEC = struct.Struct("=qq")
 
 
 def drain_udp(endpoint: UdpEndpoint) -> None:
@@ -145,16 +141,6 @@ def drain_udp(endpoint: UdpEndpoint) -> None:
             receiver(data, Address("udp", peer[0], peer[1], local))
         except Exception:  # the balancer keeps serving whatever one packet does
             log.exception("error handling a datagram from %s", peer)
-
-
-def kernel_lag(ancdata: list[tuple[int, int, bytes]], previous: float) -> float:
-    """Seconds a datagram waited in the kernel's queue (``SO_TIMESTAMPNS``)."""
-    for level, kind, payload in ancdata:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-            seconds, nanos = TIMESPEC.unpack_from(payload)
-            waited: float = time.time() - seconds - nanos * 1e-9
-            return max(0.0, waited)
-    return previous
 
 
 MEDIA_METHODS = (b"INVITE ", b"UPDATE ", b"BYE ", b"CANCEL ")

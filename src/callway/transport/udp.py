@@ -43,6 +43,21 @@ _BACKLOG = 0.001  # seconds a datagram waited before we drain more than one per 
 Receiver = Callable[[bytes, Address], None]
 
 
+def queue_wait(timespec: bytes) -> float:
+    """Seconds a datagram waited in the kernel's queue, from its ``SO_TIMESTAMPNS`` payload."""
+    seconds, nanos = _TIMESPEC.unpack_from(timespec)
+    waited: float = time.time() - seconds - nanos * 1e-9
+    return max(0.0, waited)
+
+
+def kernel_lag(ancdata: list[tuple[int, int, bytes]], previous: float) -> float:
+    """:func:`queue_wait` of the ancillary data's timestamp; ``previous`` when it has none."""
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
+            return queue_wait(payload)
+    return previous
+
+
 class UdpEndpoint:
     """One bound UDP socket feeding datagrams to ``receiver``."""
 
@@ -135,8 +150,7 @@ class UdpEndpoint:
                 _ifindex, spec_dst, _addr = _PKTINFO.unpack_from(payload)
                 local_host = socket.inet_ntoa(spec_dst)
             elif level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
-                seconds, nanos = _TIMESPEC.unpack_from(payload)
-                self.lag = max(0.0, time.time() - seconds - nanos * 1e-9)
+                self.lag = queue_wait(payload)
         return data, self._source(peer, local_host)
 
     def _source(self, peer: tuple[str, int], local_host: str) -> Address:
