@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from tests.helpers.managed import ManagedProcess, StartError
+from tests.helpers.managed import ManagedProcess, StartError, running
 from tests.helpers.peers import SCENARIOS
 from tests.helpers.ports import free_port_pair_block, free_sip_port
 
@@ -154,14 +154,8 @@ def run_balancer(
     sip_port = port if port is not None else free_sip_port()
     write_balancer_config(config_dir, nodes, balancer_toml(sip_port, **toml_kwargs))  # type: ignore[arg-type]
     balancer = BalancerProcess(config_dir, sip_port, workers=workers)
-    balancer.start()
-    try:
-        yield balancer
-    except BaseException:
-        print(f"--- callway balancer log ---\n{balancer.log_text()[-12000:]}", file=sys.stderr)
-        raise
-    finally:
-        balancer.stop()
+    with running(balancer) as started:
+        yield started
 
 
 # --------------------------------------------------------------------------

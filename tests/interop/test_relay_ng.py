@@ -38,7 +38,7 @@ import pytest
 
 from callway.ng.bencode import BValue, decode, encode
 from tests.helpers.balancer_process import KAMAILIO_MPATH, BalancerProcess, Node, dispatcher_list
-from tests.helpers.managed import ManagedProcess, StartError
+from tests.helpers.managed import ManagedProcess, StartError, running
 from tests.helpers.peers import Baresip, require_binary
 from tests.helpers.ports import free_rtp_range, free_sip_port, free_udp_port, port_is_free
 from tests.interop.conftest import PbxFactory
@@ -92,14 +92,8 @@ class RelayProcess(ManagedProcess):
 def run_relay(workdir: Path, *, timeout: float = 60.0, ports: int = 40) -> Iterator[RelayProcess]:
     workdir.mkdir(parents=True, exist_ok=True)
     relay = RelayProcess(workdir, free_udp_port(), free_rtp_range(ports), timeout)
-    relay.start()
-    try:
-        yield relay
-    except BaseException:
-        print(f"--- callway relay log ---\n{relay.log_text()[-12000:]}", file=sys.stderr)
-        raise
-    finally:
-        relay.stop()
+    with running(relay) as started:
+        yield started
 
 
 class RtpengineProcess(ManagedProcess):
@@ -146,14 +140,8 @@ class RtpengineProcess(ManagedProcess):
 def run_rtpengine(workdir: Path, *, timeout: float = 60.0) -> Iterator[RtpengineProcess]:
     workdir.mkdir(parents=True, exist_ok=True)
     relay = RtpengineProcess(workdir, free_udp_port(), free_rtp_range(40), timeout)
-    relay.start()
-    try:
-        yield relay
-    except BaseException:
-        print(f"--- rtpengine log ---\n{relay.log_text()[-12000:]}", file=sys.stderr)
-        raise
-    finally:
-        relay.stop()
+    with running(relay) as started:
+        yield started
 
 
 class NgClient:
