@@ -26,9 +26,7 @@ import contextlib
 import itertools
 import os
 import re
-import shutil
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -37,10 +35,15 @@ from pathlib import Path
 import pytest
 
 from callway.ng.bencode import BValue, decode, encode
-from tests.helpers.balancer_process import KAMAILIO_MPATH, BalancerProcess, Node, dispatcher_list
+from tests.helpers.balancer_process import (
+    KamailioProcess,
+    Node,
+    dispatcher_list,
+    fill_kamailio_cfg,
+)
 from tests.helpers.managed import ManagedProcess, StartError, running
 from tests.helpers.peers import Baresip, require_binary
-from tests.helpers.ports import free_rtp_range, free_sip_port, free_udp_port, port_is_free
+from tests.helpers.ports import free_rtp_range, free_sip_port, free_udp_port
 from tests.interop.conftest import PbxFactory
 from tests.interop.test_calls_audio import (
     CALL_SECONDS,
@@ -55,7 +58,7 @@ from tests.interop.test_calls_audio import (
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 
 RELAY_MEDIA_IP = "127.0.0.2"  # a loopback address of its own: the phones' SDP must name it
-KAMAILIO_CFG = Path(__file__).resolve().parents[2] / "bench" / "kamailio-rtpengine.cfg"
+RTPENGINE_CFG = Path(__file__).resolve().parents[2] / "bench" / "kamailio-rtpengine.cfg"
 SUPPORT_PATH = "".join(f"[{user}](+type=aor)\nsupport_path=yes\n" for user in ("8005", "8006"))
 
 
@@ -229,69 +232,20 @@ def ports_free(ports: Sequence[int]) -> list[int]:
 # --------------------------------------------------------------------------
 # Kamailio with the rtpengine module
 # --------------------------------------------------------------------------
-def kamailio_cfg(port: int, list_file: Path, ng_port: int, ctl: Path) -> str:
-    text = KAMAILIO_CFG.read_text()
-    values = {"PORT": port, "CHILDREN": 2, "MPATH": KAMAILIO_MPATH, "LIST": list_file,
-              "PING": 1, "DEBUG": 1, "NG": f"udp:127.0.0.1:{ng_port}", "CTL": ctl}  # fmt: skip
-    for key, value in values.items():
-        text = text.replace(f"@{key}@", str(value))
-    return text
-
-
-class Kamailio(BalancerProcess):
-    """The Kamailio process, seen through the balancer helper (``sip_port``, logs)."""
-
-    ctl: Path
-
-    def kamcmd(self, *command: str) -> str:
-        binary = shutil.which("kamcmd") or "/usr/sbin/kamcmd"
-        done = subprocess.run(
-            [binary, "-s", f"unix:{self.ctl}", *command],
-            capture_output=True, text=True, timeout=10, check=False,
-        )  # fmt: skip
-        return done.stdout + done.stderr
-
-
 @contextlib.contextmanager
-def run_kamailio(workdir: Path, nodes: Sequence[Node], ng_port: int) -> Iterator[Kamailio]:
-    """``kamailio -DD -E`` with ``bench/kamailio-rtpengine.cfg``, stopped by its PID."""
-    binary = require_binary("kamailio")
+def run_kamailio(workdir: Path, nodes: Sequence[Node], ng_port: int) -> Iterator[KamailioProcess]:
+    """Kamailio with ``bench/kamailio-rtpengine.cfg`` over ``nodes``, its relay on ``ng_port``."""
+    require_binary("kamailio")
     workdir.mkdir(parents=True, exist_ok=True)
     sip_port = free_sip_port()
     list_file = workdir / "dispatcher.list"
     list_file.write_text(dispatcher_list(nodes))
     ctl = workdir / "kamailio.ctl"
-    cfg = workdir / "kamailio.cfg"
-    cfg.write_text(kamailio_cfg(sip_port, list_file, ng_port, ctl))
-    rundir = workdir / "run"
-    rundir.mkdir(exist_ok=True)
-    log = workdir / "kamailio-stderr-1.log"
-    argv = [binary, "-DD", "-E", "-f", str(cfg), "-x", "tlsf", "-X", "tlsf", "-m", "64",
-            "-P", str(workdir / "kamailio.pid"), "-Y", str(rundir), "-w", str(rundir)]  # fmt: skip
-    view = Kamailio(workdir, sip_port)
-    view.ctl = ctl
-    view._logs.append(log)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        view.proc = proc
-        try:
-            deadline = time.monotonic() + 10.0
-            while port_is_free(sip_port, tcp=False) or not ctl.exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise StartError(f"kamailio did not start:\n{view.log_text()}")
-                time.sleep(0.05)
-            time.sleep(0.3)  # the workers' start-up ping of the relay
-            yield view
-        except BaseException:
-            print(f"--- kamailio log ---\n{view.log_text()[-12000:]}", file=sys.stderr)
-            raise
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+    cfg = fill_kamailio_cfg(RTPENGINE_CFG, PORT=sip_port, CHILDREN=2, LIST=list_file, PING=1,
+                            DEBUG=1, NG=f"udp:127.0.0.1:{ng_port}", CTL=ctl)  # fmt: skip
+    with running(KamailioProcess(workdir, sip_port, cfg, ctl=ctl)) as kamailio:
+        time.sleep(0.3)  # the workers' start-up ping of the relay
+        yield kamailio
 
 
 # --------------------------------------------------------------------------
