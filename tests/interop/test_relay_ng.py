@@ -23,6 +23,7 @@ pbx``:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 import re
@@ -287,6 +288,78 @@ def received_sdp(phone: Baresip, start: str) -> str:
     )
 
 
+@dataclasses.dataclass
+class RelayedCall:
+    """What one phone call through a proxy driving a relay left behind."""
+
+    calls: list[str]  # the relay's calls while the phones talked
+    queries: dict[str, BValue]  # each call's ``query`` reply
+    left: list[str]  # the relay's calls after the hang-up
+    cpu: float  # the relay's CPU-seconds over CALL_SECONDS
+    invite_sdp: str  # what the callee was offered
+    ok_sdp: str  # what the caller was answered
+    sent: tuple[Path, Path]  # what 8005 and 8006 played
+    heard: tuple[Path, Path]  # what 8005 and 8006 recorded
+
+
+def call_through(
+    tmp_path: Path, relay: ManagedProcess, ng: NgClient, proxy_port: int, hangs_up: str
+) -> RelayedCall:
+    """baresip 8005 calls 8006 through the proxy on ``proxy_port``; one of them hangs up."""
+    sent_a = speech_wav(tmp_path / "a.wav", SENTENCE_A, voice="en-us")
+    sent_b = speech_wav(tmp_path / "b.wav", SENTENCE_B, voice="en-gb")
+    caller = Baresip(tmp_path / "baresip-8005", "8005", "8005", proxy_port)
+    callee = Baresip(tmp_path / "baresip-8006", "8006", "8006", proxy_port)
+    caller.audio_in, callee.audio_in = sent_a, sent_b
+    with caller, callee:
+        caller.wait_registered()
+        callee.wait_registered()
+        caller.dial(f"sip:8006@127.0.0.1:{proxy_port}")
+        wait_event(caller, "CALL_ESTABLISHED")
+        wait_event(callee, "CALL_ESTABLISHED")
+        cpu = cpu_seconds(relay)
+        time.sleep(CALL_SECONDS)
+        cpu = cpu_seconds(relay) - cpu
+        calls = ng.calls()
+        queries = {call_id: ng("query", call_id=call_id) for call_id in calls}
+        (caller if hangs_up == "caller" else callee).hangup()
+        wait_event(callee, "CALL_CLOSED")
+        wait_event(caller, "CALL_CLOSED")
+    deadline = time.monotonic() + 5.0
+    while ng.calls() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    print(f"{relay.name} log:\n{relay.log_text()[-3000:]}")
+    return RelayedCall(
+        calls, queries, ng.calls(), cpu, received_sdp(callee, "INVITE"),
+        received_sdp(caller, "SIP/2.0 200"), (sent_a, sent_b),
+        (recording(caller.rec_dir), recording(callee.rec_dir)),
+    )  # fmt: skip
+
+
+def assert_relayed(call: RelayedCall, ports: tuple[int, int]) -> list[int]:
+    """Two relay calls (phone 8005 <-> PBX, PBX <-> phone 8006), both heard, nothing left.
+
+    Returns the RTP ports the relay used (in ``ports``); the phones were told them.
+    """
+    assert len(call.calls) == 2, call.calls
+    used: list[int] = []
+    for call_id, query in call.queries.items():
+        stats = stream_stats(query)
+        print(f"relay call {call_id}: packets received per tag {stats}, ports {relay_ports(query)}")
+        assert len(stats) == 2 and all(n > 100 for n in stats.values()), (call_id, stats)
+        used += [port for port in relay_ports(query) if port % 2 == 0]  # RTP (rtpengine: +RTCP)
+    first, last = ports
+    assert len(used) == 4 and all(first <= p <= last for p in used), used
+    for sdp in (call.invite_sdp, call.ok_sdp):
+        assert f"c=IN IP4 {RELAY_MEDIA_IP}" in sdp, sdp
+        port = int(re.search(r"m=audio (\d+)", sdp).group(1))  # type: ignore[union-attr]
+        assert port in used, (port, used)
+    assert call.left == [], call.left
+    assert_heard(call.sent[0], call.heard[1], "8006 hears 8005 through the relay")
+    assert_heard(call.sent[1], call.heard[0], "8005 hears 8006 through the relay")
+    return used
+
+
 @pytest.mark.parametrize(
     ("relay_kind", "hangs_up"),
     [("callway", "caller"), ("callway", "callee"), ("rtpengine", "caller")],
@@ -305,58 +378,15 @@ def test_call_through_kamailio_and_callway_relay(
     run = run_relay if relay_kind == "callway" else run_rtpengine
     require_binary("baresip")
     pbx = pbx_factory(extra_pjsip=SUPPORT_PATH)
-    sent_a = speech_wav(tmp_path / "a.wav", SENTENCE_A, voice="en-us")
-    sent_b = speech_wav(tmp_path / "b.wav", SENTENCE_B, voice="en-gb")
     with (
         run(tmp_path / "relay") as relay,
         ng_client(relay.ng_port) as ng,
         run_kamailio(tmp_path / "kamailio", [Node(pbx.uri, 0)], relay.ng_port) as kamailio,
     ):
-        caller = Baresip(tmp_path / "baresip-8005", "8005", "8005", kamailio.sip_port)
-        callee = Baresip(tmp_path / "baresip-8006", "8006", "8006", kamailio.sip_port)
-        caller.audio_in, callee.audio_in = sent_a, sent_b
-        with caller, callee:
-            caller.wait_registered()
-            callee.wait_registered()
-            caller.dial(f"sip:8006@127.0.0.1:{kamailio.sip_port}")
-            wait_event(caller, "CALL_ESTABLISHED")
-            wait_event(callee, "CALL_ESTABLISHED")
-            cpu = cpu_seconds(relay)
-            time.sleep(CALL_SECONDS)
-            cpu = cpu_seconds(relay) - cpu
-            calls = ng.calls()
-            queries = {call_id: ng("query", call_id=call_id) for call_id in calls}
-            (caller if hangs_up == "caller" else callee).hangup()
-            wait_event(callee, "CALL_CLOSED")
-            wait_event(caller, "CALL_CLOSED")
-        deadline = time.monotonic() + 5.0
-        while ng.calls() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        left = ng.calls()
-        print(f"{relay.name} log:\n{relay.log_text()[-3000:]}")
-    print(f"{relay.name}: {cpu:.3f} CPU-s for {CALL_SECONDS:g} s of 2 relayed calls (4 legs)")
-    # two calls at the relay: phone 8005 <-> PBX, and PBX <-> phone 8006
-    assert len(calls) == 2, calls
-    used: list[int] = []
-    for call_id, query in queries.items():
-        stats = stream_stats(query)
-        print(f"relay call {call_id}: packets received per tag {stats}, ports {relay_ports(query)}")
-        assert len(stats) == 2 and all(n > 100 for n in stats.values()), (call_id, stats)
-        used += [port for port in relay_ports(query) if port % 2 == 0]  # RTP (rtpengine: +RTCP)
-    first, last = relay.ports
-    assert len(used) == 4 and all(first <= p <= last for p in used), used
-    # the phones were told the relay's address and ports
-    invite = received_sdp(callee, "INVITE")
-    ok = received_sdp(caller, "SIP/2.0 200")
-    for sdp in (invite, ok):
-        assert f"c=IN IP4 {RELAY_MEDIA_IP}" in sdp, sdp
-        port = int(re.search(r"m=audio (\d+)", sdp).group(1))  # type: ignore[union-attr]
-        assert port in used, (port, used)
-    # after the hang-up: no call, no port held
-    assert left == [], left
+        call = call_through(tmp_path, relay, ng, kamailio.sip_port, hangs_up)
+    print(f"{relay.name}: {call.cpu:.3f} CPU-s for {CALL_SECONDS:g} s of 2 relayed calls (4 legs)")
+    used = assert_relayed(call, relay.ports)
     assert ports_free(used) == [], "ports still bound after the calls were deleted"
-    assert_heard(sent_a, recording(callee.rec_dir), "8006 hears 8005 through the relay")
-    assert_heard(sent_b, recording(caller.rec_dir), "8005 hears 8006 through the relay")
 
 
 # --------------------------------------------------------------------------
