@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import shutil
 import signal
@@ -101,6 +102,7 @@ max_contacts=1
 remove_existing=yes
 """
 STATS = re.compile(r"stats: (.*)")
+MEMORY = re.compile(r"memory: (.*)")
 
 
 @dataclass
@@ -110,7 +112,7 @@ class Pbx:
     log: Path
 
 
-def start_pbx(work: Path, uas_port: int) -> Pbx:
+def start_pbx(work: Path, uas_port: int, env: dict[str, str] | None = None) -> Pbx:
     port = br.free_udp_port()
     conf = work / "pbx"
     conf.mkdir()
@@ -125,7 +127,7 @@ def start_pbx(work: Path, uas_port: int) -> Pbx:
     log = work / "pbx.log"
     argv = [sys.executable, "-m", "callway", "pbx", "-c", str(conf)]
     proc = br.PROCS.start(argv, stdin=subprocess.DEVNULL, stdout=log.open("wb"),
-                          stderr=subprocess.STDOUT, cwd=conf)  # fmt: skip
+                          stderr=subprocess.STDOUT, cwd=conf, env=env)  # fmt: skip
     bc.bb.wait_port(port, proc, log, limit=20.0)
     return Pbx(proc, port, log)
 
@@ -149,6 +151,21 @@ def live_counts(pbx: Pbx, timeout: float = 5.0) -> str:
             return str(found[-1])
         time.sleep(0.05)
     return "(no stats line)"
+
+
+def memory_report(pbx: Pbx, timeout: float = 30.0) -> list[str]:
+    """The PBX's SIGUSR2 ``memory:`` lines (RSS, Python blocks, heap, growth by site)."""
+    before = len(MEMORY.findall(pbx.log.read_text(errors="replace")))
+    pbx.proc.send_signal(signal.SIGUSR2)
+    deadline = time.monotonic() + timeout
+    found: list[str] = []
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = MEMORY.findall(pbx.log.read_text(errors="replace"))[before:]
+        if now and now == found:  # complete: nothing more in the last half second
+            return [str(line) for line in now]
+        found = now
+    return found or ["(no memory lines)"]
 
 
 class Peak:
@@ -228,11 +245,14 @@ def settle(pbx: Pbx, seconds: float) -> None:
     time.sleep(seconds)
 
 
-def sample(pbx: Pbx, seconds: float, when: str) -> int:
-    """Settle, then the PBX's RSS in KiB (printed)."""
+def sample(pbx: Pbx, seconds: float, when: str, debug: bool = False) -> int:
+    """Settle, then the PBX's RSS in KiB (printed); with ``debug`` its memory report too."""
     settle(pbx, seconds)
     value = rss_kib(pbx.proc.pid)
     print(f"  RSS {when}, settled: {value / 1024:.1f} MiB", flush=True)
+    if debug:
+        for line in memory_report(pbx):
+            print(f"    {line}", flush=True)
     return value
 
 
@@ -264,6 +284,18 @@ def main(argv: list[str] | None = None) -> int:
         help="idle seconds before each sample (timer-kept state expires)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--debug-memory",
+        action="store_true",
+        help="print the PBX's SIGUSR2 memory report after each sample (pymalloc stats in its log)",
+    )
+    parser.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="run the PBX under tracemalloc (PYTHONTRACEMALLOC=FRAMES; slow) with --debug-memory",
+    )
     args = parser.parse_args(argv)
     if shutil.which("sipp") is None:
         print("sipp is not installed (see PEERS.md)", file=sys.stderr)
@@ -275,25 +307,30 @@ def main(argv: list[str] | None = None) -> int:
             uas, uas_port = bc.start_uas(work)
             users_csv = work / "users.csv"
             br.write_users_csv(users_csv, USERS)
-            pbx = start_pbx(work, uas_port)
+            env = None
+            if args.tracemalloc:
+                env = {**os.environ, "PYTHONTRACEMALLOC": str(args.tracemalloc)}
+                args.debug_memory = True
+            pbx = start_pbx(work, uas_port, env)
             pid = pbx.proc.pid
             print(f"callway pbx pid {pid}: RSS at start {rss_kib(pid) / 1024:.1f} MiB", flush=True)
             peak = Peak(pid)
             first = run_load(pbx, FIRST, first_regs, users_csv, work)
             print_load("first", first)
             baseline = sample(pbx, args.settle, f"after the first {FIRST} calls and "
-                              f"{first_regs} registrations")  # fmt: skip
+                              f"{first_regs} registrations", args.debug_memory)  # fmt: skip
             # WARM_SECONDS at the nominal rate, at most half of the calls
             warm_calls = min(FIRST + CALL_RATE * WARM_SECONDS, (FIRST + args.calls) // 2)
             warm_regs = args.registrations * warm_calls // args.calls
             warm = run_load(pbx, warm_calls - FIRST, warm_regs - first_regs, users_csv, work)
             print_load("warm-up", warm)
-            warmed = sample(pbx, args.settle, f"after {warm_calls} calls (working set reached)")
+            warmed = sample(pbx, args.settle, f"after {warm_calls} calls (working set reached)",
+                            args.debug_memory)  # fmt: skip
             rest = run_load(pbx, args.calls - warm_calls, args.registrations - warm_regs,
                             users_csv, work)  # fmt: skip
             print_load("rest", rest)
             high = peak.stop()
-            end = sample(pbx, args.settle, "at the end")
+            end = sample(pbx, args.settle, "at the end", args.debug_memory)
             counts = live_counts(pbx)
             br.PROCS.stop(pbx.proc, timeout=10)
             br.PROCS.stop(uas)

@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-from callway.app.runtime import FullCollector, MemoryTrimmer, tune_gc
+from callway.app.runtime import FullCollector, MemoryProbe, MemoryTrimmer, tune_gc
 
 
 def test_tune_gc_sets_the_thresholds() -> None:
@@ -61,3 +61,26 @@ def test_full_collection_frees_cycles_once_due() -> None:
         assert collector.maybe_collect(1120.0) is not None
     finally:
         gc.enable()
+
+
+def test_memory_probe_reports_rss_blocks_and_growth(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tracemalloc
+
+    probe = MemoryProbe(top=3)
+    line = probe.summary()
+    assert "rss=" in line and "py_blocks=" in line
+    assert probe.growth() == []  # not tracing
+    monkeypatch.setenv("CALLWAY_MEMORY_CENSUS", "1")
+    tracemalloc.start()
+    try:
+        first = probe.report()
+        assert any(text.startswith("top ") for text in first)
+        assert any(text.startswith("census: ") for text in first)
+        kept = [f"object {i}" for i in range(10_000)]
+        lines = probe.report()
+        assert "traced=" in lines[0]
+        assert sum(text.startswith("grew ") for text in lines) == 3
+        assert any(text.startswith("census: ") for text in lines)
+        del kept
+    finally:
+        tracemalloc.stop()
