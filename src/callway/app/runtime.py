@@ -33,6 +33,9 @@ FULL_COLLECTION_INTERVAL = 60.0
 #: Free heap bytes worth a ``malloc_trim``: below this nothing is done.
 TRIM_MIN_FREE = 8 * 1024 * 1024
 
+#: Free heap bytes worth a ``malloc_trim`` once the heap has settled (idle).
+TRIM_MIN_SETTLED = 1024 * 1024
+
 
 def tune_gc(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None:
     """Call once the configuration is loaded, before serving.
@@ -105,18 +108,30 @@ class MemoryTrimmer:
 
     Call :meth:`maybe_trim` from a periodic sweep of the asyncio shell (every
     few seconds).  It follows how much of glibc's heap is free
-    (``mallinfo2().fordblks``) and, once that has grown by ``min_free`` bytes
-    over its lowest point since the last trim (a burst of calls or
-    registrations has ended and its memory came back), calls
-    ``malloc_trim(0)``, which releases every whole free page, not only the
-    top of the heap.  Elsewhere than on glibc it does nothing.
+    (``mallinfo2().fordblks``) and calls ``malloc_trim(0)``, which releases
+    every whole free page, not only the top of the heap:
+
+    - once that has grown by ``min_free`` bytes over its lowest point since
+      the last trim (a burst of calls or registrations has ended and its
+      memory came back);
+    - or once the heap has settled (free bytes unchanged within
+      ``SETTLED_SLACK`` since the previous call: the node is idle) with at
+      least ``min_settled`` bytes freed since the last trim.  State kept for
+      RFC 3261's timers expires over 32 s after a burst: without this, the
+      last few MB freed after a trim would stay with the process.
+
+    Elsewhere than on glibc it does nothing.
     """
 
-    def __init__(self, min_free: int = TRIM_MIN_FREE) -> None:
+    #: Change in free heap bytes between two calls that still counts as settled.
+    SETTLED_SLACK = 64 * 1024
+
+    def __init__(self, min_free: int = TRIM_MIN_FREE, min_settled: int = TRIM_MIN_SETTLED) -> None:
         self.min_free = min_free
+        self.min_settled = min_settled
         self.trims = 0
         self._libc = _load_glibc()
-        self._low = self.free_bytes()
+        self._low = self._last = self.free_bytes()
 
     @property
     def available(self) -> bool:
@@ -131,16 +146,19 @@ class MemoryTrimmer:
         return int(info.fordblks)
 
     def maybe_trim(self) -> bool:
-        """Trim when ``min_free`` more bytes are free than at the low point; True if so."""
+        """Trim after a large release or once settled after a smaller one; True if so."""
         if self._libc is None:
             return False
         free = self.free_bytes()
         self._low = min(self._low, free)
-        if free - self._low < self.min_free:
+        grown = free - self._low
+        settled = abs(free - self._last) <= self.SETTLED_SLACK
+        self._last = free
+        if grown < self.min_free and not (settled and grown >= self.min_settled):
             return False
         self._libc.malloc_trim(0)
         self.trims += 1
-        self._low = self.free_bytes()
+        self._low = self._last = self.free_bytes()
         return True
 
 

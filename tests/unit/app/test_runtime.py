@@ -33,6 +33,20 @@ def test_trims_only_after_a_large_release() -> None:
     del blocks
 
 
+def test_trims_a_smaller_release_once_the_heap_has_settled() -> None:
+    trimmer = MemoryTrimmer(min_free=64 * 1024 * 1024, min_settled=1024 * 1024)
+    if not trimmer.available:
+        pytest.skip("not glibc")
+    blocks = [bytearray(1000) for _ in range(8_000)]
+    trimmer.maybe_trim()  # the low point is taken while the blocks are in use
+    del blocks[::2]  # about 4 MB freed: under min_free
+    assert not trimmer.maybe_trim()  # the heap just changed: maybe more is coming
+    assert trimmer.maybe_trim()  # unchanged since: settled, trim what was freed
+    assert trimmer.trims == 1
+    assert not trimmer.maybe_trim()
+    del blocks
+
+
 def test_does_nothing_without_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("callway.app.runtime._load_glibc", lambda: None)
     trimmer = MemoryTrimmer()
