@@ -285,8 +285,11 @@ class PbxApp:
                 self._release_idle(now)
 
     def _release_idle(self, now: float) -> None:
-        """Drop what a finished burst left behind (stale nonces, surplus idle RTP
-        pairs), then give the freed heap back to the system."""
+        """Drop what a finished burst left behind, then give the freed heap back.
+
+        Stale nonces and RTP pairs idle for 30 s are released (both would
+        otherwise wait for the next registration or call).
+        """
         self.auth.nonces.expire(now)
         self.pool.expire_idle()
         self.trimmer.maybe_trim()

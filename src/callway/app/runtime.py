@@ -271,7 +271,10 @@ class MemoryProbe:
         return lines
 
     def report(self) -> list[str]:
-        """The summary, the growth by site, then pymalloc's statistics on stderr."""
+        """The summary, the growth by site and the census; pymalloc's statistics on stderr.
+
+        Ends with a ``malloc_trim(0)`` and what it gave back (the RSS is read first).
+        """
         lines = [self.summary(), *self.growth(), *self.census()]
         if self._libc is not None:
             before = _status_kib("VmRSS")
