@@ -1,0 +1,301 @@
+"""REGISTER answered straight from its bytes: the registrar's fast path (RFC 3261 §10.3).
+
+A registrar under load answers thousands of REGISTERs a second that look
+alike: one Via, one Contact, no credentials for an endpoint without auth, no
+body.  For those, :class:`FastRegistrar` reads the few header values it needs
+from the datagram, holds each to a narrow pattern, applies the binding with
+the same :meth:`Registrar.bind` as the ordinary path and writes the 200 OK's
+bytes itself.  It skips the :class:`~callway.sip.message.Request` object, the
+generic validation and the server transaction object; the response still
+rests in the transaction layer until Timer J (§17.2.2), so a retransmitted
+REGISTER gets it again instead of registering twice.
+
+Everything else returns None before any state changed, and the message takes
+the ordinary path, which answers it with every RFC 3261 / RFC 4475 check:
+
+* another header (Authorization, Require, Path, Route, Date, Content-Type...),
+  a repeated or folded one, a spelling not in :data:`_NAMES`, a body, bytes
+  that are not ASCII, a stream transport;
+* a value outside its pattern (a Via list, several Contacts, Contact
+  parameters besides ``expires``, a To tag, an RFC 2543 branch, ...);
+* an endpoint with ``auth=``, an unknown user or AOR, a source banned for
+  failed logins, ``Expires: 0``, an expiration below ``minimum_expiration``;
+* any refusal of :meth:`Registrar.bind` (out-of-order CSeq, too many contacts).
+
+The unit tests hold both paths to byte-identical responses.  Sans-I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from callway.core.address import Address
+from callway.pbx.nat import rewrite_contact_uri
+from callway.pbx.registrar import ContactRequest, Registrar
+from callway.sip.errors import ParseError
+from callway.sip.headers import Via, parse_via
+from callway.sip.transaction import ServerTransactionKey, TransactionLayer
+from callway.sip.transaction.builders import MAGIC_COOKIE
+from callway.sip.transaction.matching import sent_by
+from callway.sip.uri import SipURI, parse_uri
+
+# Header spellings the fast path reads -> (key, canonical name in the response).
+_CANONICAL = {
+    "via": "Via", "from": "From", "to": "To", "call-id": "Call-ID", "cseq": "CSeq",
+    "contact": "Contact", "max-forwards": "Max-Forwards", "expires": "Expires",
+    "user-agent": "User-Agent", "content-length": "Content-Length", "allow": "Allow",
+    "supported": "Supported", "allow-events": "Allow-Events",
+}  # fmt: skip
+_COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id", "m": "contact",
+            "l": "content-length", "k": "supported", "u": "allow-events"}  # fmt: skip
+_NAMES: dict[str, str] = {
+    **{name: key for key, name in _CANONICAL.items()},
+    **{key: key for key in _CANONICAL},
+    "Call-Id": "call-id", "Cseq": "cseq", "Max-forwards": "max-forwards",
+    "User-agent": "user-agent", "Content-length": "content-length",
+    **_COMPACT,
+}  # fmt: skip
+_MANDATORY = ("via", "from", "to", "call-id", "cseq", "contact")
+_COPIED = frozenset({"via", "from", "to", "call-id", "cseq"})  # into the response (§8.2.6.2)
+
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_DISPLAY = r'(?:"[^"\\;]*" ?)?'  # a quoted display name without escapes or ";"
+_URI = r"<(sips?:[^<>\"\s,;?]+(?:;[^<>\"\s,?]*)?)>"
+_FROM_RE = re.compile(f"{_DISPLAY}{_URI};tag={_TOKEN}")
+_TO_RE = re.compile(f"{_DISPLAY}{_URI}")
+_CONTACT_RE = re.compile(f"{_DISPLAY}{_URI}(?:;expires=([0-9]{{1,10}}))?")
+_CSEQ_RE = re.compile(r"([0-9]{1,10}) REGISTER")
+_WORD = r"""[A-Za-z0-9\-.!%*_+`'~()<>:\\"/\[\]?{}]+"""
+_CALLID_RE = re.compile(f"{_WORD}(?:@{_WORD})?")  # §25.1 callid, as validate.py
+_MAX_CSEQ = 2**31 - 1
+_MEMO_MAX = 32768  # URIs memoised (cleared when full): phones repeat theirs
+_UNKNOWN = "\0"  # not memoised yet (no URI's user contains a NUL)
+
+
+class _Fields(NamedTuple):
+    """What a REGISTER of the fast path's shape says."""
+
+    copied: list[tuple[str, str]]  # Via, From, To, Call-ID, CSeq lines in request order
+    via: Via
+    from_user: str
+    aor_name: str
+    contact: str  # the contact URI as the ordinary path stores it (str of parsed URI)
+    contact_expires: int | None
+    header_expires: int | None
+    call_id: str
+    cseq: int
+    user_agent: str
+
+
+class FastRegistrar:
+    """The fast path in front of a :class:`Registrar` (a ``SipStack.fast_path``)."""
+
+    def __init__(self, registrar: Registrar, layer: TransactionLayer, server: str) -> None:
+        self.registrar = registrar
+        self.layer = layer
+        #: The Server header of our responses (what ``PbxCore.respond`` sets).
+        self.server = server
+        self.answered = 0  # REGISTERs answered here (the rest took the ordinary path)
+        self._users: dict[str, str | None] = {}
+        self._contacts: dict[str, str | None] = {}
+
+    def handle(self, data: bytes, source: Address, now: float) -> bytes | None:
+        """The 200 OK to send to ``source``; b"" for a retransmission; None: ordinary path."""
+        if not data.startswith(b"REGISTER ") or source.transport != "udp":
+            return None
+        fields = self._read(data)
+        if fields is None:
+            return None
+        via = fields.via
+        key = ServerTransactionKey(via.branch or "", sent_by(via), "REGISTER")
+        seen = self.layer.absorb_retransmission(key)
+        if seen is None:
+            return None
+        if seen:
+            return b""
+        response = self._answer(fields, source, now)
+        if response is not None:
+            self.layer.rest_final_response(key, response, source, now)
+            self.answered += 1
+        return response
+
+    # -- reading -----------------------------------------------------------------
+
+    def _read(self, data: bytes) -> _Fields | None:
+        end = data.find(b"\r\n\r\n")
+        if end < 0 or end + 4 != len(data):
+            return None  # a body, or bytes after the message: the ordinary path frames it
+        try:
+            text = data[:end].decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        lines = text.split("\r\n")
+        request_line = lines[0]
+        if not request_line.endswith(" SIP/2.0") or self._user(request_line[9:-8]) is None:
+            return None
+        values: dict[str, str] = {}
+        copied: list[tuple[str, str]] = []
+        for line in lines[1:]:
+            name, _colon, value = line.partition(":")
+            key = _NAMES.get(name)
+            if key is None or key in values:
+                return None
+            value = value.strip()
+            values[key] = value
+            if key in _COPIED:
+                copied.append((key, value))
+        if len(values) < len(_MANDATORY) or any(key not in values for key in _MANDATORY):
+            return None
+        try:
+            return self._fields(values, copied)
+        except (ParseError, ValueError):
+            return None
+
+    def _fields(self, values: dict[str, str], copied: list[tuple[str, str]]) -> _Fields | None:
+        if not _scalars_ok(values):
+            return None
+        via_text = values["via"]
+        if "," in via_text:
+            return None
+        via = parse_via(via_text)
+        if not (via.branch or "").startswith(MAGIC_COOKIE):
+            return None  # RFC 2543 transaction matching: the ordinary path
+        from_match = _FROM_RE.fullmatch(values["from"])
+        to_match = _TO_RE.fullmatch(values["to"])
+        contact_match = _CONTACT_RE.fullmatch(values["contact"])
+        cseq_match = _CSEQ_RE.fullmatch(values["cseq"])
+        call_id = values["call-id"]
+        if not (from_match and to_match and contact_match and cseq_match):
+            return None
+        if not _CALLID_RE.fullmatch(call_id):
+            return None
+        from_user = self._user(from_match.group(1))
+        to_user = self._user(to_match.group(1))
+        contact = self._contact(contact_match.group(1))
+        cseq = int(cseq_match.group(1))
+        if not from_user or not to_user or contact is None or cseq > _MAX_CSEQ:
+            return None  # no user to identify, no AOR: the ordinary path answers
+        contact_expires = contact_match.group(2)
+        if contact_expires is not None and int(contact_expires) > 0xFFFFFFFF:
+            return None  # beyond delta-seconds (§25.1): 400 on the ordinary path
+        header_expires = values.get("expires")
+        return _Fields(
+            copied,
+            via,
+            from_user,
+            to_user,
+            contact,
+            None if contact_expires is None else int(contact_expires),
+            None if header_expires is None else int(header_expires),
+            call_id,
+            cseq,
+            values.get("user-agent") or "",
+        )
+
+    def _user(self, text: str) -> str | None:
+        """The user part of a SIP URI without headers (§19.1.1; "" without a user), else None.
+
+        Memoised by text: each phone repeats its URIs (the outcome only, not the URI).
+        """
+        memo = self._users
+        user = memo.get(text, _UNKNOWN)
+        if user is not _UNKNOWN:
+            return user
+        try:
+            uri = parse_uri(text)
+        except ParseError:
+            uri = None
+        valid = isinstance(uri, SipURI) and not uri.headers and " " not in text
+        user = (uri.user or "") if valid and isinstance(uri, SipURI) else None
+        if len(memo) >= _MEMO_MAX:
+            memo.clear()
+        memo[text] = user
+        return user
+
+    def _contact(self, text: str) -> str | None:
+        """The contact URI as the ordinary path stores it (its parsed form, re-serialised)."""
+        memo = self._contacts
+        if text in memo:
+            return memo[text]
+        try:
+            stored: str | None = str(parse_uri(text))
+        except ParseError:
+            stored = None
+        if len(memo) >= _MEMO_MAX:
+            memo.clear()
+        memo[text] = stored
+        return stored
+
+    # -- answering -----------------------------------------------------------------
+
+    def _answer(self, fields: _Fields, source: Address, now: float) -> bytes | None:
+        registrar = self.registrar
+        config = registrar.config
+        endpoint = config.endpoints.get(fields.from_user)
+        if endpoint is None or endpoint.auth:
+            return None  # unknown users and digest auth: the ordinary path (401/403)
+        if registrar.auth.source_failures.is_blocked(source.host, now):
+            return None
+        aor = config.aors.get(fields.aor_name)
+        if aor is None or fields.aor_name not in endpoint.aors:
+            return None
+        expires = fields.contact_expires
+        if expires is None:
+            expires = fields.header_expires
+            if expires is None:
+                expires = aor.default_expiration
+        if expires <= 0 or expires < aor.minimum_expiration:
+            return None  # un-registration, 423 Interval Too Brief
+        if aor.maximum_expiration and expires > aor.maximum_expiration:
+            expires = aor.maximum_expiration
+        uri = fields.contact
+        if endpoint.rewrite_contact:
+            uri = rewrite_contact_uri(uri, source)
+        wanted = [ContactRequest(uri, expires, {})]
+        refusal = registrar.bind(
+            aor, wanted, fields.call_id, fields.cseq, source, now, (), fields.user_agent
+        )
+        if refusal is not None:
+            return None  # nothing changed: the ordinary path answers it
+        return self._ok(fields, source, registrar.contact_values(aor, now))
+
+    def _ok(self, fields: _Fields, source: Address, contacts: list[str]) -> bytes:
+        """The 200 OK as ``make_response`` + ``PbxCore.respond`` would serialise it."""
+        lines = ["SIP/2.0 200 OK"]
+        via = fields.via
+        needs_rport = "rport" in via.params and via.params["rport"] is None
+        stamped = via.host != source.host or needs_rport
+        if stamped:  # RFC 3261 §18.2.1, RFC 3581 §4, as SipStack stamps it
+            via.params["received"] = source.host
+            if needs_rport:
+                via.params["rport"] = str(source.port)
+            lines.append(f"Via: {via}")
+        tag = self.registrar.auth.tag()
+        for key, value in fields.copied:
+            if key == "via":
+                if stamped:
+                    continue
+            elif key == "to":
+                value = f"{value};tag={tag}"
+            lines.append(f"{_CANONICAL[key]}: {value}")
+        lines += [f"Contact: {value}" for value in contacts]
+        lines.append(f"Server: {self.server}")
+        lines.append("Content-Length: 0\r\n\r\n")
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape")
+
+
+def _scalars_ok(values: dict[str, str]) -> bool:
+    """Max-Forwards 0-255, Expires 32 bits, Content-Length 0 (§20.22, §20.19, §20.14)."""
+    max_forwards = values.get("max-forwards")
+    if max_forwards is not None and not _number_within(max_forwards, 255):
+        return False
+    expires = values.get("expires")
+    if expires is not None and not _number_within(expires, 0xFFFFFFFF):
+        return False
+    length = values.get("content-length")
+    return length is None or length == "0"
+
+
+def _number_within(text: str, maximum: int) -> bool:
+    return len(text) <= 10 and text.isascii() and text.isdigit() and int(text) <= maximum
