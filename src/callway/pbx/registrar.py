@@ -207,7 +207,7 @@ class Registrar:
                 call_id,
                 cseq,
                 source,
-                now,
+                now if old is None else old.registered_at,  # a refresh keeps its age
                 path,
                 user_agent,
                 (params.get("+sip.instance") or "").strip('"') if params else "",

@@ -34,7 +34,7 @@ from callway.core.address import Address
 from callway.pbx.nat import rewrite_contact_uri
 from callway.pbx.registrar import ContactRequest, Registrar
 from callway.sip.errors import ParseError
-from callway.sip.headers import Via, parse_via
+from callway.sip.headers import parse_via
 from callway.sip.transaction import ServerTransactionKey, TransactionLayer
 from callway.sip.transaction.builders import MAGIC_COOKIE
 from callway.sip.transaction.matching import sent_by
@@ -56,7 +56,7 @@ _NAMES: dict[str, str] = {
     "User-agent": "user-agent", "Content-length": "content-length",
     **_COMPACT,
 }  # fmt: skip
-_MANDATORY = ("via", "from", "to", "call-id", "cseq", "contact")
+_MANDATORY = frozenset({"via", "from", "to", "call-id", "cseq", "contact"})
 _COPIED = frozenset({"via", "from", "to", "call-id", "cseq"})  # into the response (§8.2.6.2)
 
 _TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
@@ -65,6 +65,10 @@ _URI = r"<(sips?:[^<>\"\s,;?]+(?:;[^<>\"\s,?]*)?)>"
 _FROM_RE = re.compile(f"{_DISPLAY}{_URI};tag={_TOKEN}")
 _TO_RE = re.compile(f"{_DISPLAY}{_URI}")
 _CONTACT_RE = re.compile(f"{_DISPLAY}{_URI}(?:;expires=([0-9]{{1,10}}))?")
+# parse_via's own common shape, with a branch alone: nothing to parse or stamp.
+_PLAIN_VIA_RE = re.compile(
+    rf"SIP/2\.0/UDP ([A-Za-z0-9_\-.]+)(?::([0-9]{{1,5}}))?;branch=({MAGIC_COOKIE}{_TOKEN})"
+)
 _CSEQ_RE = re.compile(r"([0-9]{1,10}) REGISTER")
 _WORD = r"""[A-Za-z0-9\-.!%*_+`'~()<>:\\"/\[\]?{}]+"""
 _CALLID_RE = re.compile(f"{_WORD}(?:@{_WORD})?")  # §25.1 callid, as validate.py
@@ -76,16 +80,15 @@ _UNKNOWN = "\0"  # not memoised yet (no URI's user contains a NUL)
 class _Fields(NamedTuple):
     """What a REGISTER of the fast path's shape says."""
 
-    copied: list[tuple[str, str]]  # Via, From, To, Call-ID, CSeq lines in request order
-    via: Via
+    values: dict[str, str]  # header values by key, in request order
+    key: ServerTransactionKey
+    via: str | None  # the top Via as the response carries it first (stamped), else None
     from_user: str
     aor_name: str
     contact: str  # the contact URI as the ordinary path stores it (str of parsed URI)
     contact_expires: int | None
-    header_expires: int | None
     call_id: str
     cseq: int
-    user_agent: str
 
 
 class FastRegistrar:
@@ -104,11 +107,10 @@ class FastRegistrar:
         """The 200 OK to send to ``source``; b"" for a retransmission; None: ordinary path."""
         if not data.startswith(b"REGISTER ") or source.transport != "udp":
             return None
-        fields = self._read(data)
+        fields = self._read(data, source)
         if fields is None:
             return None
-        via = fields.via
-        key = ServerTransactionKey(via.branch or "", sent_by(via), "REGISTER")
+        key = fields.key
         seen = self.layer.absorb_retransmission(key)
         if seen is None:
             return None
@@ -122,7 +124,7 @@ class FastRegistrar:
 
     # -- reading -----------------------------------------------------------------
 
-    def _read(self, data: bytes) -> _Fields | None:
+    def _read(self, data: bytes, source: Address) -> _Fields | None:
         end = data.find(b"\r\n\r\n")
         if end < 0 or end + 4 != len(data):
             return None  # a body, or bytes after the message: the ordinary path frames it
@@ -135,38 +137,30 @@ class FastRegistrar:
         if not request_line.endswith(" SIP/2.0") or self._user(request_line[9:-8]) is None:
             return None
         values: dict[str, str] = {}
-        copied: list[tuple[str, str]] = []
+        names = _NAMES
         for line in lines[1:]:
             name, _colon, value = line.partition(":")
-            key = _NAMES.get(name)
-            if key is None or key in values:
+            key = names.get(name)
+            if key is None:
                 return None
-            value = value.strip()
-            values[key] = value
-            if key in _COPIED:
-                copied.append((key, value))
-        if len(values) < len(_MANDATORY) or any(key not in values for key in _MANDATORY):
-            return None
+            values[key] = value.strip()
+        if len(values) != len(lines) - 1 or not values.keys() >= _MANDATORY:
+            return None  # a repeated header, a mandatory one missing
         try:
-            return self._fields(values, copied)
+            return self._fields(values, source)
         except (ParseError, ValueError):
             return None
 
-    def _fields(self, values: dict[str, str], copied: list[tuple[str, str]]) -> _Fields | None:
+    def _fields(self, values: dict[str, str], source: Address) -> _Fields | None:
         if not _scalars_ok(values):
             return None
-        via_text = values["via"]
-        if "," in via_text:
-            return None
-        via = parse_via(via_text)
-        if not (via.branch or "").startswith(MAGIC_COOKIE):
-            return None  # RFC 2543 transaction matching: the ordinary path
+        found = _via_key(values["via"], source)
         from_match = _FROM_RE.fullmatch(values["from"])
         to_match = _TO_RE.fullmatch(values["to"])
         contact_match = _CONTACT_RE.fullmatch(values["contact"])
         cseq_match = _CSEQ_RE.fullmatch(values["cseq"])
         call_id = values["call-id"]
-        if not (from_match and to_match and contact_match and cseq_match):
+        if not (found and from_match and to_match and contact_match and cseq_match):
             return None
         if not _CALLID_RE.fullmatch(call_id):
             return None
@@ -179,18 +173,17 @@ class FastRegistrar:
         contact_expires = contact_match.group(2)
         if contact_expires is not None and int(contact_expires) > 0xFFFFFFFF:
             return None  # beyond delta-seconds (§25.1): 400 on the ordinary path
-        header_expires = values.get("expires")
+        key, via = found
         return _Fields(
-            copied,
+            values,
+            key,
             via,
             from_user,
             to_user,
             contact,
             None if contact_expires is None else int(contact_expires),
-            None if header_expires is None else int(header_expires),
             call_id,
             cseq,
-            values.get("user-agent") or "",
         )
 
     def _user(self, text: str) -> str | None:
@@ -242,9 +235,8 @@ class FastRegistrar:
             return None
         expires = fields.contact_expires
         if expires is None:
-            expires = fields.header_expires
-            if expires is None:
-                expires = aor.default_expiration
+            header = fields.values.get("expires")
+            expires = aor.default_expiration if header is None else int(header)
         if expires <= 0 or expires < aor.minimum_expiration:
             return None  # un-registration, 423 Interval Too Brief
         if aor.maximum_expiration and expires > aor.maximum_expiration:
@@ -254,35 +246,60 @@ class FastRegistrar:
             uri = rewrite_contact_uri(uri, source)
         wanted = [ContactRequest(uri, expires, {})]
         refusal = registrar.bind(
-            aor, wanted, fields.call_id, fields.cseq, source, now, (), fields.user_agent
-        )
+            aor, wanted, fields.call_id, fields.cseq, source, now, (),
+            fields.values.get("user-agent") or "",
+        )  # fmt: skip
         if refusal is not None:
             return None  # nothing changed: the ordinary path answers it
-        return self._ok(fields, source, registrar.contact_values(aor, now))
+        return self._ok(fields, registrar.contact_values(aor, now))
 
-    def _ok(self, fields: _Fields, source: Address, contacts: list[str]) -> bytes:
+    def _ok(self, fields: _Fields, contacts: list[str]) -> bytes:
         """The 200 OK as ``make_response`` + ``PbxCore.respond`` would serialise it."""
         lines = ["SIP/2.0 200 OK"]
-        via = fields.via
-        needs_rport = "rport" in via.params and via.params["rport"] is None
-        stamped = via.host != source.host or needs_rport
-        if stamped:  # RFC 3261 §18.2.1, RFC 3581 §4, as SipStack stamps it
-            via.params["received"] = source.host
-            if needs_rport:
-                via.params["rport"] = str(source.port)
-            lines.append(f"Via: {via}")
-        tag = self.registrar.auth.tag()
-        for key, value in fields.copied:
-            if key == "via":
-                if stamped:
+        stamped = fields.via
+        if stamped is not None:  # SipStack's stamping moved the Via to the top
+            lines.append(f"Via: {stamped}")
+        for key, value in fields.values.items():
+            if key in _COPIED:
+                if key == "to":
+                    value = f"{value};tag={self.registrar.auth.tag()}"
+                elif key == "via" and stamped is not None:
                     continue
-            elif key == "to":
-                value = f"{value};tag={tag}"
-            lines.append(f"{_CANONICAL[key]}: {value}")
+                lines.append(f"{_CANONICAL[key]}: {value}")
         lines += [f"Contact: {value}" for value in contacts]
         lines.append(f"Server: {self.server}")
         lines.append("Content-Length: 0\r\n\r\n")
         return "\r\n".join(lines).encode("utf-8", "surrogateescape")
+
+
+def _via_key(text: str, source: Address) -> tuple[ServerTransactionKey, str | None] | None:
+    """The transaction key of a top Via, and the Via as stamped when it needs stamping.
+
+    RFC 3261 §17.2.3 (``z9hG4bK`` branches only: RFC 2543 matching takes the
+    ordinary path); ``received``/``rport`` as :func:`SipStack` adds them
+    (§18.2.1, RFC 3581 §4).  The common ``SIP/2.0/UDP host:port;branch=...``
+    from the address it names needs no :class:`Via` object.
+    """
+    match = _PLAIN_VIA_RE.fullmatch(text)
+    if match is not None:
+        host, port, branch = match.groups()
+        number = 5060 if port is None else int(port)
+        if host == source.host and 0 < number <= 65535:
+            return ServerTransactionKey(branch, (host.lower(), number), "REGISTER"), None
+    if "," in text:
+        return None  # several Via values in one line
+    via = parse_via(text)
+    branch = via.branch
+    if not branch or not branch.startswith(MAGIC_COOKIE):
+        return None
+    key = ServerTransactionKey(branch, sent_by(via), "REGISTER")
+    needs_rport = "rport" in via.params and via.params["rport"] is None
+    if via.host == source.host and not needs_rport:
+        return key, None
+    via.params["received"] = source.host
+    if needs_rport:
+        via.params["rport"] = str(source.port)
+    return key, str(via)
 
 
 def _scalars_ok(values: dict[str, str]) -> bool:

@@ -159,7 +159,9 @@ class SipStack:
             if reply is not None:
                 if reply:
                     self.send_bytes(reply, source)
-                self.pump()  # a retransmission's response; Timer J armed
+                    self._arm_timer()  # its Timer J
+                else:
+                    self.pump()  # a retransmission: the layer queued the response again
                 return
         try:
             message = parse_message(data, stream=source.reliable)
