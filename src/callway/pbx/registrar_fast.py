@@ -73,6 +73,7 @@ _CSEQ_RE = re.compile(r"([0-9]{1,10}) REGISTER")
 _WORD = r"""[A-Za-z0-9\-.!%*_+`'~()<>:\\"/\[\]?{}]+"""
 _CALLID_RE = re.compile(f"{_WORD}(?:@{_WORD})?")  # §25.1 callid, as validate.py
 _MAX_CSEQ = 2**31 - 1
+_MAX_32 = 0xFFFFFFFF
 _MEMO_MAX = 32768  # URIs memoised (cleared when full): phones repeat theirs
 _UNKNOWN = "\0"  # not memoised yet (no URI's user contains a NUL)
 
@@ -171,7 +172,7 @@ class FastRegistrar:
         if not from_user or not to_user or contact is None or cseq > _MAX_CSEQ:
             return None  # no user to identify, no AOR: the ordinary path answers
         contact_expires = contact_match.group(2)
-        if contact_expires is not None and int(contact_expires) > 0xFFFFFFFF:
+        if contact_expires is not None and int(contact_expires) > _MAX_32:
             return None  # beyond delta-seconds (§25.1): 400 on the ordinary path
         key, via = found
         return _Fields(
@@ -303,16 +304,15 @@ def _via_key(text: str, source: Address) -> tuple[ServerTransactionKey, str | No
 
 
 def _scalars_ok(values: dict[str, str]) -> bool:
-    """Max-Forwards 0-255, Expires 32 bits, Content-Length 0 (§20.22, §20.19, §20.14)."""
-    max_forwards = values.get("max-forwards")
-    if max_forwards is not None and not _number_within(max_forwards, 255):
-        return False
-    expires = values.get("expires")
-    if expires is not None and not _number_within(expires, 0xFFFFFFFF):
-        return False
-    length = values.get("content-length")
-    return length is None or length == "0"
+    """Max-Forwards 0-255, Expires 32 bits, Content-Length 0 (§20.22, §20.19, §20.14).
 
-
-def _number_within(text: str, maximum: int) -> bool:
-    return len(text) <= 10 and text.isascii() and text.isdigit() and int(text) <= maximum
+    The values were decoded as ASCII, so ``isdigit`` means ASCII digits.
+    """
+    text = values.get("max-forwards")
+    if text is not None and not (len(text) <= 3 and text.isdigit() and int(text) <= 255):
+        return False
+    text = values.get("expires")
+    if text is not None and not (len(text) <= 10 and text.isdigit() and int(text) <= _MAX_32):
+        return False
+    text = values.get("content-length")
+    return text is None or text == "0"

@@ -154,7 +154,8 @@ class SipStack:
             self.trace("recv", data, source)
         now = self.clock()
         fast = self.fast_path
-        if fast is not None and not self._at_limit():
+        limit = self.max_transactions
+        if fast is not None and (not limit or self.transactions.active_transactions < limit):
             reply = fast.handle(data, source, now)
             if reply is not None:
                 if reply:
