@@ -22,7 +22,10 @@ the ordinary path, which answers it with every RFC 3261 / RFC 4475 check:
   failed logins, ``Expires: 0``, an expiration below ``minimum_expiration``;
 * any refusal of :meth:`Registrar.bind` (out-of-order CSeq, too many contacts).
 
-The unit tests hold both paths to byte-identical responses.  Sans-I/O.
+The unit tests hold both paths to byte-identical responses.  One difference
+is not on the wire: the registrar's log lines ("Added contact ...") written
+from here carry no Call-ID context (the ordinary path's transaction user sets
+it).  Sans-I/O.
 """
 
 from __future__ import annotations

@@ -156,7 +156,11 @@ class SipStack:
         fast = self.fast_path
         limit = self.max_transactions
         if fast is not None and (not limit or self.transactions.active_transactions < limit):
-            reply = fast.handle(data, source, now)
+            try:
+                reply = fast.handle(data, source, now)
+            except Exception:  # a bug there must not cost the message: the ordinary path
+                log.exception("fast path failed on a message from %s", source)
+                reply = None
             if reply is not None:
                 if reply:
                     self.send_bytes(reply, source)
