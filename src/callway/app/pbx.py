@@ -261,7 +261,7 @@ class PbxApp:
 
     def _alerts(self, now: float) -> None:
         """Feed the alert rules (registrations drop, call failure ratio) and post alerts."""
-        self.alert_engine.observe_registrations(len(self.location.all(now)), now)
+        self.alert_engine.observe_registrations(self.location.count(now), now)
         self.alert_engine.handle_timer(now)
         while (event := self.alert_engine.next_event()) is not None:
             self.alert_sender.send(event)
