@@ -20,7 +20,10 @@ allocations are the received bytes and address tuple.  The clock is read
 once per wakeup, counters are slot increments on the endpoint, and the RTP
 timeout is checked by a periodic timer, not per packet.  The transform is
 one callable per direction, composed when keys or codecs change, so a plain
-call pays one ``is None`` test for it.
+call pays one ``is None`` test for it.  A direction whose only steps are SRTP
+(no transcoding) has its own reader, :meth:`RelaySession._pump_into`: the
+datagram is received into libsrtp's scratch buffer, transformed in place and
+sent from it, so SRTP adds one libsrtp call per packet and no bytes object.
 
 The batch is adaptive.  At RTP rates (one packet per socket every 20 ms)
 nearly every wakeup finds one datagram, and the ``recvfrom`` that ends a
