@@ -31,7 +31,8 @@ step takes 5.5 us with one session and 7.4 us with 200 sessions in turn (a
 plain recvfrom/sendto pair grows likewise).  With 300 calls (30,000 pkt/s)
 the per-packet figures are the same (plain 10.4 us, srtp-rtp 18.0), so the
 cold cost is not an artefact of a lightly loaded relay.  The ratio to plain
-moves with the machine's load (1.4-2.1 for srtp-rtp across runs).
+moves with the machine's load (1.38-1.72 for srtp-rtp over five runs of
+``--duration 5 --rounds 3``, median 1.51).
 
     .venv/bin/python bench/bench_srtp.py [--calls 100] [--pps 50] [--duration 8] [--rounds 2]
 """
