@@ -18,14 +18,21 @@ are for a relay that really does the work.  CPU per packet comes from
 at most 1.5x plain per packet.  Rounds alternate the modes to spread the
 machine's noise; the medians are reported.
 
-Reading the figures: the last two lines are libsrtp's cost through callway
-with warm caches (about 1.1 us per packet) and the floor under it, a minimal
-loop doing only the copy in and the libsrtp call (about 0.9 us).  In the relay, at RTP rates, each
-wakeup handles one packet after the loop idled, and on a shared 2-core VM
-everything a packet touches is cold then (a 100 us idle gap measured: the
-same protect 2.4 -> 9 us, a sendto+recv 3.9 -> 10.6 us), so SRTP's share
-grows to 6-8 us per packet; the ratio to plain depends on how busy the
-machine is (1.36-1.84 measured for srtp-rtp on a loaded one).
+Reading the figures: the last two lines are libsrtp's cost through
+callway's in-place step (what the relay runs per RTP packet of an SRTP-only
+direction; the copy in stands for the kernel's ``recvfrom_into``) with warm
+caches, about 1 us per packet, and the floor under it, a minimal loop doing
+only the copy in and the libsrtp call (about 0.8 us).  In the relay, at RTP
+rates, each wakeup handles one packet after the loop idled, and on a shared
+2-core VM everything a packet touches is cold then: timed with the thread's
+CPU clock inside the relay under this load, libsrtp's call takes about 4 us
+per packet and the whole SRTP step 5-6 us; after a 100 us sleep the in-place
+step takes 5.5 us with one session and 7.4 us with 200 sessions in turn (a
+plain recvfrom/sendto pair grows likewise).  With 300 calls (30,000 pkt/s)
+the per-packet figures are the same (plain 10.4 us, srtp-rtp 18.0), so the
+cold cost is not an artefact of a lightly loaded relay.  The ratio to plain
+moves with the machine's load (1.38-1.72 for srtp-rtp over five runs of
+``--duration 5 --rounds 3``, median 1.51).
 
     .venv/bin/python bench/bench_srtp.py [--calls 100] [--pps 50] [--duration 8] [--rounds 2]
 """
@@ -61,7 +68,7 @@ from bench_relay import (
 
 from callway.media.ports import PortPool
 from callway.media.relay import RelaySession
-from callway.media.srtp import LegSrtp
+from callway.media.srtp import LegSrtp, scratch_view
 from callway.sdp.crypto import CryptoAttribute
 
 SUITE = "AES_CM_128_HMAC_SHA1_80"
@@ -254,22 +261,42 @@ def _report(loop_name: str, rows: dict[str, list[dict[str, Any]]]) -> None:
 def cipher_cost() -> dict[str, float]:
     """Microseconds per protect and unprotect of one 172-byte packet (best of 7, warm).
 
-    ``protect``/``unprotect`` go through callway's per-packet step (what the
-    relay calls); the ``floor_*`` figures are the minimal loop on the same
-    packets: copy into a buffer and one libsrtp call through the cffi
+    ``protect``/``unprotect`` go through callway's in-place step (what the
+    relay calls per RTP packet), after a copy into the scratch buffer where
+    the relay receives; the ``floor_*`` figures are the minimal loop on the
+    same packets: copy into a buffer and one libsrtp call through the cffi
     binding, nothing else (what no Python wrapper can go below).
     """
     phone, ours = (CryptoAttribute.generate(1, SUITE) for _ in range(2))
     packet = HEADER.pack(0x80, 0, 1, 1, 1) + FILLER
     phone_out = _session(phone.key_salt, True)
     sealed = [phone_out.protect(HEADER.pack(0x80, 0, n, n, 1) + FILLER) for n in range(20000)]
-    leg = LegSrtp(ours, phone)
-    figures = {"protect": _best(lambda: leg.protect(packet), 20000)}
-    figures["unprotect"] = _best_fresh(lambda: LegSrtp(ours, phone).unprotect, sealed)
+    view = scratch_view()
+    assert view is not None
+    size = len(packet)
+    protect_into = LegSrtp(ours, phone).protect_into
+    assert protect_into is not None
+
+    def protect_step() -> None:
+        view[0:size] = packet
+        protect_into(size)
+
+    def fresh_step() -> Any:
+        unprotect_into = LegSrtp(ours, phone).unprotect_into  # a new replay window
+        assert unprotect_into is not None
+
+        def unprotect(data: bytes) -> None:
+            view[0 : len(data)] = data
+            unprotect_into(len(data))
+
+        return unprotect
+
+    figures = {"protect": _best(protect_step, 20000)}
+    figures["unprotect"] = _best_fresh(fresh_step, sealed)
     binding = importlib.import_module("pylibsrtp._binding")
     lib, ffi = binding.lib, binding.ffi
     cdata, cell = ffi.new("unsigned char[]", 2300), ffi.new("int *")
-    buf, size = ffi.buffer(cdata), len(packet)
+    buf = ffi.buffer(cdata)
     policy = pylibsrtp.Policy(key=ours.key_salt, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
     policy.allow_repeat_tx = True  # as callway's outbound sessions: the same packet each time
     session = pylibsrtp.Session(policy)
@@ -346,7 +373,7 @@ def main() -> None:
                 loop.close()
     _report(loop_name, rows)
     cost = cipher_cost()
-    print(f"libsrtp through callway, per packet: protect {cost['protect']:.2f} us, "
+    print(f"libsrtp through callway's in-place step, per packet: protect {cost['protect']:.2f} us, "
           f"unprotect {cost['unprotect']:.2f} us (best of 7, in process, warm)")  # fmt: skip
     print(f"floor (copy in + libsrtp call, nothing else): protect {cost['floor_protect']:.2f} us, "
           f"unprotect {cost['floor_unprotect']:.2f} us")  # fmt: skip

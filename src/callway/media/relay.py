@@ -20,7 +20,10 @@ allocations are the received bytes and address tuple.  The clock is read
 once per wakeup, counters are slot increments on the endpoint, and the RTP
 timeout is checked by a periodic timer, not per packet.  The transform is
 one callable per direction, composed when keys or codecs change, so a plain
-call pays one ``is None`` test for it.
+call pays one ``is None`` test for it.  A direction whose only steps are SRTP
+(no transcoding) has its own reader, :meth:`RelaySession._pump_into`: the
+datagram is received into libsrtp's scratch buffer, transformed in place and
+sent from it, so SRTP adds one libsrtp call per packet and no bytes object.
 
 The batch is adaptive.  At RTP rates (one packet per socket every 20 ms)
 nearly every wakeup finds one datagram, and the ``recvfrom`` that ends a
@@ -55,7 +58,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from callway.media.ports import PortPair, PortPool
-from callway.media.srtp import LegCrypto
+from callway.media.srtp import InPlace, LegCrypto, LegSrtp, scratch_view
 from callway.rtp.latch import Latch, SocketAddress
 from callway.rtp.packet import ReceiverReport, SenderReport, parse_rtcp
 from callway.rtp.transcode import Transcoder
@@ -68,6 +71,9 @@ log = logging.getLogger("callway.media.relay")
 _BATCH = 32
 _HOT_GAP = 0.002  # seconds: a socket woken again this soon has a backlog
 _MAX_DATAGRAM = 2048  # RTP over UDP stays under the path MTU
+# Where SRTP legs' datagrams are received and transformed (the fallback is never
+# used: without the cffi binding no leg has in-place steps).
+_SCRATCH = scratch_view() or memoryview(bytearray(_MAX_DATAGRAM))
 _HOLD_ADDRESSES = frozenset({"0.0.0.0", "::"})
 _REPORT_CLOCK = 8000  # Hz: RTP timestamp units of the reported jitter (G.711)
 
@@ -112,10 +118,12 @@ class _Endpoint(Latch):
         "bytes_in",
         "bytes_out",
         "dropped",
+        "into",
         "leg",
         "packets_in",
         "packets_out",
         "recvfrom",
+        "recvfrom_into",
         "rejected",
         "send_errors",
         "sendto",
@@ -128,9 +136,11 @@ class _Endpoint(Latch):
         super().__init__(**latch)
         self.sock = sock
         self.recvfrom = sock.recvfrom
+        self.recvfrom_into = sock.recvfrom_into
         self.sendto = sock.sendto
         self.leg = leg  # set on RTP endpoints: their latching moves unlatched RTCP
         self.transform: Transform | None = None
+        self.into: InPlace | None = None  # the transform in place, when there is one
         self.packets_in = self.bytes_in = self.packets_out = self.bytes_out = 0
         self.dropped = self.send_errors = self.rejected = 0
         self.woken = 0.0
@@ -337,9 +347,16 @@ class RelaySession:
         self._compose()
 
     def _compose(self) -> None:
-        """Build each direction's transform: unprotect, transcode, protect."""
+        """Build each direction's transform: unprotect, transcode, protect.
+
+        An RTP direction whose only steps are SRTP (no transcoding) also gets
+        them in place (``into``): its socket is then read into the SRTP
+        scratch buffer by :meth:`_pump_into`.
+        """
         a, b = self.a, self.b
         a_to_b, b_to_a = self._transcoders
+        a.rtp.into = None if a_to_b else _chain_into(a.srtp, b.srtp)
+        b.rtp.into = None if b_to_a else _chain_into(b.srtp, a.srtp)
         a.rtp.transform = _chain(
             a.srtp.unprotect if a.srtp else None,
             a_to_b.apply if a_to_b else None,
@@ -360,6 +377,8 @@ class RelaySession:
             b.observe_rtcp,
             a.srtp.protect_rtcp if a.srtp else None,
         )
+        if self._loop is not None and not self._closed:
+            self._register(self._loop)  # the RTP readers follow ``into``
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Start relaying on ``loop`` (default: the running loop)."""
@@ -386,7 +405,7 @@ class RelaySession:
             # endpoint -> leg and transforms bound to the leg are cycles: drop them so
             # the call is freed by reference counting, not left to the collector
             leg.rtp.leg = None
-            leg.rtp.transform = leg.rtcp.transform = None
+            leg.rtp.transform = leg.rtcp.transform = leg.rtp.into = None
         self._loop = None
 
     def __enter__(self) -> RelaySession:
@@ -397,10 +416,13 @@ class RelaySession:
 
     def _register(self, loop: asyncio.AbstractEventLoop) -> None:
         a, b = self.a, self.b
-        loop.add_reader(a.rtp.sock.fileno(), self._pump, a.rtp, b.rtp)
-        loop.add_reader(b.rtp.sock.fileno(), self._pump, b.rtp, a.rtp)
+        loop.add_reader(a.rtp.sock.fileno(), self._reader(a.rtp), a.rtp, b.rtp)
+        loop.add_reader(b.rtp.sock.fileno(), self._reader(b.rtp), b.rtp, a.rtp)
         loop.add_reader(a.rtcp.sock.fileno(), self._pump, a.rtcp, b.rtcp)
         loop.add_reader(b.rtcp.sock.fileno(), self._pump, b.rtcp, a.rtcp)
+
+    def _reader(self, src: _Endpoint) -> Callable[[_Endpoint, _Endpoint], None]:
+        return self._pump if src.into is None else self._pump_into
 
     def _pump(self, src: _Endpoint, dst: _Endpoint) -> None:
         """Forward what ``src`` received to ``dst``'s remote: the per-packet hot path.
@@ -435,6 +457,39 @@ class RelaySession:
                 log.debug("relay receive error: %s", exc)
                 continue
             _forward(src, dst, data, source, now)
+
+    def _pump_into(self, src: _Endpoint, dst: _Endpoint) -> None:
+        """:meth:`_pump` for a direction transformed in place (SRTP only, no transcoding).
+
+        The datagram is received into the SRTP scratch buffer, transformed
+        there and sent from a slice of it: no bytes object, no copy.
+        """
+        now = self._clock()
+        if now - src.woken < _HOT_GAP:
+            src.woken = now
+            self._drain_into(src, dst, now)
+            return
+        src.woken = now
+        try:
+            size, source = src.recvfrom_into(_SCRATCH, _MAX_DATAGRAM)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            log.debug("relay receive error: %s", exc)
+            return
+        _forward_into(src, dst, size, source, now)
+
+    def _drain_into(self, src: _Endpoint, dst: _Endpoint, now: float) -> None:
+        """:meth:`_drain` through the scratch buffer."""
+        for _ in range(_BATCH):
+            try:
+                size, source = src.recvfrom_into(_SCRATCH, _MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("relay receive error: %s", exc)
+                continue
+            _forward_into(src, dst, size, source, now)
 
     def _schedule_check(self) -> None:
         if self.rtp_timeout > 0 and self._loop is not None and not self._closed:
@@ -489,6 +544,62 @@ def _forward(
         return
     dst.packets_out += 1
     dst.bytes_out += size
+
+
+def _forward_into(
+    src: _Endpoint, dst: _Endpoint, size: int, source: SocketAddress, now: float
+) -> None:
+    """:func:`_forward` for a datagram of ``size`` bytes in the scratch buffer."""
+    view = _SCRATCH
+    if size and view[0] < 4:  # STUN, as in _forward: the buffer is copied out first
+        _forward(src, dst, view[:size].tobytes(), source, now)
+        return
+    if (source != src.remote or not src.latched) and not _admit(src, source, now):
+        src.dropped += 1
+        return
+    src.last_heard = now
+    src.packets_in += 1
+    src.bytes_in += size
+    target = dst.remote
+    if target is None:
+        return
+    into = src.into
+    if into is None:  # pragma: no cover - recomposed by a callback of this wakeup
+        return
+    size = into(size)
+    if size < 0:
+        src.rejected += 1
+        return
+    try:
+        dst.sendto(view[:size], target)
+    except OSError:
+        dst.send_errors += 1
+        return
+    dst.packets_out += 1
+    dst.bytes_out += size
+
+
+def _chain_into(receiving: LegCrypto | None, sending: LegCrypto | None) -> InPlace | None:
+    """One RTP direction's SRTP steps in place (None: plain, or a step that has no in-place form).
+
+    ``receiving`` is the SRTP of the leg the packets arrive on (its unprotect),
+    ``sending`` that of the leg they leave on (its protect).
+    """
+    if receiving is None and sending is None:
+        return None
+    first = receiving.unprotect_into if isinstance(receiving, LegSrtp) else None
+    last = sending.protect_into if isinstance(sending, LegSrtp) else None
+    if (receiving is not None and first is None) or (sending is not None and last is None):
+        return None  # e.g. a BlockedLeg: the bytes path drops everything
+    if first is None or last is None:
+        return first or last
+    head, tail = first, last
+
+    def both(size: int) -> int:
+        size = head(size)
+        return size if size < 0 else tail(size)
+
+    return both
 
 
 def _chain(

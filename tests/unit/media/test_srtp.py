@@ -241,6 +241,63 @@ def test_relay_composes_srtp_with_transcoding_and_two_key_sets(pool: PortPool) -
     asyncio.run(asyncio.wait_for(scenario(), 20))
 
 
+def test_relay_transforms_srtp_in_place_both_keyed_stun_and_rekey(pool: PortPool) -> None:
+    """SRTP-only directions run in the scratch buffer; the result is what the bytes path gives."""
+    from callway.stun.message import MessageClass, Method, StunMessage, decode, encode
+
+    async def scenario() -> None:
+        a_phone_key, b_phone_key, a_our, b_our = (
+            CryptoAttribute.generate(1, SUITES[n % 2]) for n in range(4)
+        )
+        phone_a, phone_b = phone(), phone()
+        with RelaySession(pool, host=HOST) as session:
+            session.a.set_remote(address(phone_a))
+            session.b.set_remote(address(phone_b))
+            session.start()
+            relay_a = (HOST, session.a.local_port)
+            phone_a.sendto(rtp(1), relay_a)  # plain both ways first
+            assert await receive(phone_b) == rtp(1)
+            assert session.a.rtp.into is None and session.b.rtp.into is None
+            session.set_srtp("a", LegSrtp(a_our, a_phone_key))  # while running
+            session.set_srtp("b", LegSrtp(b_our, b_phone_key))
+            assert session.a.rtp.into is not None and session.b.rtp.into is not None
+            a_out, a_in = (
+                phone_session(a_phone_key, outbound=True),
+                phone_session(a_our, outbound=False),
+            )
+            b_out, b_in = (
+                phone_session(b_phone_key, outbound=True),
+                phone_session(b_our, outbound=False),
+            )
+            for seq in range(2, 6):
+                phone_a.sendto(a_out.protect(rtp(seq)), relay_a)
+                assert b_in.unprotect(await receive(phone_b)) == rtp(seq)
+                phone_b.sendto(b_out.protect(rtp(seq, b"\x55" * 20)), (HOST, session.b.local_port))
+                assert a_in.unprotect(await receive(phone_a)) == rtp(seq, b"\x55" * 20)
+            # RTCP multiplexed on the RTP port (RFC 5761) takes SRTCP in place too
+            phone_a.sendto(a_out.protect_rtcp(rtcp_sr()), relay_a)
+            assert b_in.unprotect_rtcp(await receive(phone_b)) == rtcp_sr()
+            # a STUN Binding on the SRTP port is answered (RFC 7983), not relayed
+            request = StunMessage(Method.BINDING, MessageClass.REQUEST, b"\x02" * 12)
+            phone_a.sendto(encode(request), relay_a)
+            assert decode(await receive(phone_a)).address(0x0020) is not None
+            # forged SRTP and non-RTP garbage are dropped and counted
+            phone_a.sendto(rtp(9), relay_a)
+            phone_a.sendto(b"\x40" + bytes(30), relay_a)
+            assert await nothing_arrives(phone_b)
+            leg = session.a.srtp
+            assert isinstance(leg, LegSrtp)
+            assert (leg.auth_failures, leg.dropped_plain, session.a.stats().rejected) == (1, 1, 2)
+            assert session.b.stats().packets_out == 6
+            # transcoding takes the bytes path again, at once
+            session.set_transcoding(g711_transcoder("ulaw", "alaw"))
+            assert session.a.rtp.into is None and session.b.rtp.into is not None
+            phone_a.sendto(a_out.protect(rtp(10)), relay_a)
+            assert b_in.unprotect(await receive(phone_b))[1] == 8
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
 # -- negotiation on a call -----------------------------------------------------------------
 
 
