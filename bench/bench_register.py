@@ -31,7 +31,10 @@ The verdict line is the issue's figure: callway's CPU-seconds per 1000
 registrations divided by Kamailio's, at the highest rate both passed cleanly,
 same scenario, same run.  On a shared machine it moves by about 10-20% from
 run to run (Kamailio's own figure does); the ``srv/sipp`` columns divide by
-sipp's CPU for the same work, which cancels part of that drift.
+sipp's CPU for the same work, which cancels part of that drift.  With
+``--repeat N`` both servers stay up after their ladders and N more rounds
+run at that rate, Kamailio then callway each round; the verdict is then the
+median of the N rounds' ratios (each pairs two steps taken seconds apart).
 
 Not part of the test suite.  Every process started here is stopped on exit,
 including Ctrl-C.
@@ -47,6 +50,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -304,6 +308,18 @@ def start_pbx(work: Path, users: int, auth: bool, profile: Path | None = None) -
     return Server(name, proc, port, scenario, extra, log)
 
 
+def stop_server(server: Server) -> None:
+    """Stop ``server`` (once) and print the warnings and errors its log holds."""
+    if server.proc not in PROCS.items:
+        return  # stopped already
+    PROCS.stop(server.proc, timeout=15.0)
+    problems = server_log_problems(server)
+    if problems:
+        print(f"  {server.name} log has {len(problems)} warning/error lines, e.g.:")
+        for line in problems[:5]:
+            print(f"    {line[:200]}")
+
+
 def _wait_answering(server: Server, limit: float) -> None:
     """Until the server answers an OPTIONS (Kamailio: 405) on its port."""
     deadline = time.monotonic() + limit
@@ -416,9 +432,11 @@ def _classify_errors(path: Path, limit_bytes: int = 20_000_000) -> Counter[str]:
     return counts
 
 
-def run_sipp(server: Server, users_csv: Path, rate: int, calls: int, work: Path) -> Step:
+def run_sipp(
+    server: Server, users_csv: Path, rate: int, calls: int, work: Path, tag: str = ""
+) -> Step:
     step = Step(rate, calls)
-    step_dir = work / f"{server.name}-{rate}"
+    step_dir = work / f"{server.name}-{rate}{tag}"
     step_dir.mkdir(exist_ok=True)
     stat = step_dir / "stat.csv"
     argv = [
@@ -584,6 +602,65 @@ def server_log_problems(server: Server) -> list[str]:
     return [ln for ln in bad if not any(n in ln for n in noise)]
 
 
+# --------------------------------------------------------------- repeated pairs
+
+
+def common_rate(results: list[Result]) -> int | None:
+    """The highest rate at which both Kamailio and callway (no auth) passed cleanly."""
+    by_name = {r.name: r for r in results}
+    if "kamailio" not in by_name or "callway" not in by_name:
+        return None
+    same = {s.rate for s in by_name["kamailio"].steps if s.clean} & {
+        s.rate for s in by_name["callway"].steps if s.clean
+    }
+    return max(same) if same else None
+
+
+def repeated_pairs(
+    servers: dict[str, Server], users_csv: Path, rate: int, calls: int, rounds: int, work: Path
+) -> list[float]:
+    """``rounds`` more steps at ``rate``, Kamailio then callway each round (both running).
+
+    Alternating keeps the machine's drift out of the comparison: each round's
+    ratio pairs two steps taken seconds apart.  Rounds where either step was
+    not clean are reported and left out.
+    """
+    ratios: list[float] = []
+    for index in range(1, rounds + 1):
+        pair: dict[str, Step] = {}
+        for name in ("kamailio", "callway"):
+            server = servers[name]
+            step = run_sipp(server, users_csv, rate, calls, work, tag=f"-r{index}")
+            print_step(name, step)
+            wait_idle(server.proc.pid)
+            pair[name] = step
+        if all(step.clean for step in pair.values()):
+            ratio = pair["callway"].cpu_per_1000 / pair["kamailio"].cpu_per_1000
+            ratios.append(ratio)
+            print(f"  round {index}: callway {ratio:.2f}x Kamailio", flush=True)
+        else:
+            print(f"  round {index}: not clean, left out", flush=True)
+    return ratios
+
+
+def print_repeated(ratios: list[float], rate: int) -> None:
+    if not ratios:
+        print(f"repeated rounds at {rate}/s: none clean")
+        return
+    ordered = sorted(ratios)
+    median = statistics.median(ordered)
+    ok = "MET" if median <= 5 else "NOT met"
+    print(
+        f"repeated rounds at {rate}/s: callway / Kamailio CPU per registration "
+        f"{', '.join(f'{r:.2f}' for r in ordered)}x"
+    )
+    print(
+        f"target: callway without auth <= 5x Kamailio's CPU per registration: median of "
+        f"{len(ordered)} alternating rounds {median:.2f}x"
+        f" (range {ordered[0]:.2f}-{ordered[-1]:.2f}): {ok}"
+    )
+
+
 # --------------------------------------------------------------- main
 
 
@@ -645,6 +722,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated subset of kamailio,callway,callway-auth")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
+        "--repeat", type=int, default=0, metavar="N",
+        help="then N alternating Kamailio/callway rounds at the highest rate both passed;"
+        " the verdict is their median",
+    )  # fmt: skip
+    parser.add_argument(
         "--profile", metavar="PREFIX", help="run the PBXs under cProfile: PREFIX-callway*.prof"
     )
     args = parser.parse_args(argv)
@@ -671,6 +753,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     results: list[Result] = []
+    servers: dict[str, Server] = {}
     started = time.monotonic()
     print(f"work dir {work}; {args.users} users; rates {rates}; {seconds} s per step", flush=True)
     try:
@@ -690,13 +773,18 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 results.append(ladder(server, users_csv, rates, seconds, bisect, work))
             finally:
-                PROCS.stop(server.proc, timeout=15.0)
-            problems = server_log_problems(server)
-            if problems:
-                print(f"  {name} log has {len(problems)} warning/error lines, e.g.:")
-                for line in problems[:5]:
-                    print(f"    {line[:200]}")
+                if not (args.repeat and name in ("kamailio", "callway")):
+                    stop_server(server)
+            servers[name] = server
         summary(results)
+        rate = common_rate(results)
+        if args.repeat and rate is not None:
+            print(f"\n{args.repeat} alternating rounds at {rate}/s:", flush=True)
+            calls = max(1000, int(rate * seconds))
+            ratios = repeated_pairs(servers, users_csv, rate, calls, args.repeat, work)
+            print_repeated(ratios, rate)
+        for server in servers.values():
+            stop_server(server)
         print(f"total {time.monotonic() - started:.0f} s")
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
