@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from tests.helpers.managed import ManagedProcess, StartError
+from tests.helpers.managed import ManagedProcess, StartError, running
 from tests.helpers.peers import SCENARIOS
 from tests.helpers.ports import free_port_pair_block, free_sip_port
 
@@ -154,14 +154,8 @@ def run_balancer(
     sip_port = port if port is not None else free_sip_port()
     write_balancer_config(config_dir, nodes, balancer_toml(sip_port, **toml_kwargs))  # type: ignore[arg-type]
     balancer = BalancerProcess(config_dir, sip_port, workers=workers)
-    balancer.start()
-    try:
-        yield balancer
-    except BaseException:
-        print(f"--- callway balancer log ---\n{balancer.log_text()[-12000:]}", file=sys.stderr)
-        raise
-    finally:
-        balancer.stop()
+    with running(balancer) as started:
+        yield started
 
 
 # --------------------------------------------------------------------------
@@ -297,60 +291,75 @@ KAMAILIO_CFG = Path(__file__).resolve().parents[2] / "bench" / "kamailio-dispatc
 KAMAILIO_MPATH = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 
 
+def fill_kamailio_cfg(template: Path, **values: object) -> str:
+    """``template`` (a ``bench/kamailio-*.cfg``) with its ``@KEY@`` placeholders filled in."""
+    text = template.read_text()
+    for key, value in {"MPATH": KAMAILIO_MPATH, **values}.items():
+        text = text.replace(f"@{key}@", str(value))
+    return text
+
+
 def kamailio_cfg(port: int, list_file: Path, *, children: int = 2, ping: int = 1,
                  debug: int = 1) -> str:  # fmt: skip
     """``bench/kamailio-dispatcher.cfg`` with its placeholders filled in."""
-    text = KAMAILIO_CFG.read_text()
-    values = {"PORT": port, "CHILDREN": children, "MPATH": KAMAILIO_MPATH,
-              "LIST": list_file, "PING": ping, "DEBUG": debug}  # fmt: skip
-    for key, value in values.items():
-        text = text.replace(f"@{key}@", str(value))
-    return text
+    return fill_kamailio_cfg(KAMAILIO_CFG, PORT=port, CHILDREN=children, LIST=list_file,
+                             PING=ping, DEBUG=debug)  # fmt: skip
+
+
+class KamailioProcess(BalancerProcess):
+    """Debian's Kamailio (``kamailio -DD -E``) on a config written to ``workdir``.
+
+    Seen through the balancer helper (``target``, ``sip_port``, logs), so a
+    test can put it where a ``callway balancer`` goes.  Ready once its SIP
+    port is bound and, with a ``ctl`` socket, once that socket exists.
+    """
+
+    name = "kamailio"
+    start_error = BalancerStartError
+
+    def __init__(self, workdir: Path, sip_port: int, cfg_text: str, *, ctl: Path | None = None):
+        super().__init__(workdir, sip_port)
+        self.cfg = workdir / "kamailio.cfg"
+        self.cfg.write_text(cfg_text)
+        self.ctl = ctl
+        (workdir / "run").mkdir(exist_ok=True)
+
+    @property
+    def argv(self) -> list[str]:
+        rundir = str(self.config_dir / "run")
+        return [shutil.which("kamailio") or "/usr/sbin/kamailio", "-DD", "-E", "-f", str(self.cfg),
+                "-x", "tlsf", "-X", "tlsf", "-m", "64", "-P", str(self.config_dir / "kamailio.pid"),
+                "-Y", rundir, "-w", rundir]  # fmt: skip
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not _udp_bound(self.sip_port) or (self.ctl is not None and not self.ctl.exists()):
+            if not self.running or time.monotonic() > deadline:
+                self.stop()
+                raise self.start_error(f"kamailio did not start:\n{self.log_text()}")
+            time.sleep(0.05)
+
+    def kamcmd(self, *command: str) -> str:
+        """``kamcmd -s unix:CTL COMMAND...``: stdout and stderr."""
+        assert self.ctl is not None, "kamcmd needs a Kamailio started with a ctl socket"
+        binary = shutil.which("kamcmd") or "/usr/sbin/kamcmd"
+        done = subprocess.run(
+            [binary, "-s", f"unix:{self.ctl}", *command],
+            capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+        return done.stdout + done.stderr
 
 
 @contextlib.contextmanager
 def run_kamailio(
     workdir: Path, nodes: Sequence[Node], *, port: int | None = None, children: int = 2,
     ping: int = 1,
-) -> Iterator[BalancerProcess]:  # fmt: skip
-    """``kamailio -DD -E -f CFG -x tlsf -X tlsf`` over ``nodes`` for the block.
-
-    Yields a :class:`BalancerProcess` only for its ``target``/``log_text``; the
-    Kamailio process is stopped by its PID at the end.
-    """
-    binary = shutil.which("kamailio") or "/usr/sbin/kamailio"
+) -> Iterator[KamailioProcess]:  # fmt: skip
+    """Kamailio with ``bench/kamailio-dispatcher.cfg`` over ``nodes`` for the block."""
     workdir.mkdir(parents=True, exist_ok=True)
     sip_port = port if port is not None else free_sip_port()
     list_file = workdir / "dispatcher.list"
     list_file.write_text(dispatcher_list(nodes))
-    cfg = workdir / "kamailio.cfg"
-    cfg.write_text(kamailio_cfg(sip_port, list_file, children=children, ping=ping))
-    rundir = workdir / "run"
-    rundir.mkdir(exist_ok=True)
-    log = workdir / "balancer-stderr-1.log"
-    argv = [binary, "-DD", "-E", "-f", str(cfg), "-x", "tlsf", "-X", "tlsf", "-m", "64",
-            "-P", str(workdir / "kamailio.pid"), "-Y", str(rundir), "-w", str(rundir)]  # fmt: skip
-    view = BalancerProcess(workdir, sip_port)
-    view._logs.append(log)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-        )
-        view.proc = proc
-        try:
-            deadline = time.monotonic() + 10.0
-            while not _udp_bound(sip_port):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise BalancerStartError(f"kamailio did not start:\n{view.log_text()}")
-                time.sleep(0.05)
-            yield view
-        except BaseException:
-            print(f"--- kamailio log ---\n{view.log_text()[-12000:]}", file=sys.stderr)
-            raise
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+    cfg = kamailio_cfg(sip_port, list_file, children=children, ping=ping)
+    with running(KamailioProcess(workdir, sip_port, cfg)) as kamailio:
+        yield kamailio

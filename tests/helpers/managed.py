@@ -9,16 +9,22 @@ line runs and which line means ready.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Self
+from typing import IO, Self, TypeVar
 
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
+
+
+P = TypeVar("P", bound="ManagedProcess")
 
 
 class StartError(RuntimeError):
@@ -146,3 +152,24 @@ class ManagedProcess:
                     + self.log_text()[-6000:]
                 )
             time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def running(process: P, *, tail: int = 12000) -> Iterator[P]:
+    """Start ``process`` for the block and always stop it.
+
+    When the block raises, the last ``tail`` characters of every start's
+    output are printed first (pytest shows them with the failure).
+    """
+    try:
+        process.start()
+    except BaseException:
+        process.stop()
+        raise
+    try:
+        yield process
+    except BaseException:
+        print(process.stderr_text()[-tail:], file=sys.stderr)
+        raise
+    finally:
+        process.stop()

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.helpers.managed import READY_TIMEOUT, ManagedProcess, StartError
+from tests.helpers.managed import READY_TIMEOUT, ManagedProcess, StartError, running
 from tests.helpers.ports import free_sip_port
 
 READY_MARKER = "callway pbx ready"
@@ -211,15 +211,5 @@ def run_pbx(
     )
     pbx = PbxProcess(config_dir, sip_port, ready_timeout=ready_timeout, env=env,
                      log_args=log_args)  # fmt: skip
-    try:
-        pbx.start()
-    except BaseException:
-        pbx.stop()
-        raise
-    try:
-        yield pbx
-    except BaseException:
-        print(pbx.stderr_text(), file=sys.stderr)
-        raise
-    finally:
-        pbx.stop()
+    with running(pbx, tail=1_000_000) as started:
+        yield started

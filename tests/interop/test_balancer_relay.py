@@ -33,24 +33,16 @@ from tests.helpers.balancer_process import Node, SippServer, run_balancer
 from tests.helpers.peers import Baresip, require_binary, run_sipp
 from tests.helpers.ports import free_udp_port
 from tests.interop.conftest import PbxFactory
-from tests.interop.test_calls_audio import (
-    CALL_SECONDS,
-    SENTENCE_A,
-    SENTENCE_B,
-    assert_heard,
-    recording,
-    speech_wav,
-    wait_event,
-)
+from tests.interop.test_calls_audio import wait_event
 from tests.interop.test_relay_ng import (
     RELAY_MEDIA_IP,
     SUPPORT_PATH,
+    assert_relayed,
+    call_through,
     ng_client,
     received_sdp,
-    relay_ports,
     run_relay,
     run_rtpengine,
-    stream_stats,
 )
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
@@ -74,8 +66,6 @@ def test_call_through_balancer_and_media_relay(
     run = run_relay if relay_kind == "callway" else run_rtpengine
     require_binary("baresip")
     pbx = pbx_factory(extra_pjsip=SUPPORT_PATH)
-    sent_a = speech_wav(tmp_path / "a.wav", SENTENCE_A, voice="en-us")
-    sent_b = speech_wav(tmp_path / "b.wav", SENTENCE_B, voice="en-gb")
     with (
         run(tmp_path / "relay") as relay,
         ng_client(relay.ng_port) as ng,
@@ -87,41 +77,9 @@ def test_call_through_balancer_and_media_relay(
             extra=media_toml(relay.ng_port),
         ) as balancer,
     ):
-        caller = Baresip(tmp_path / "baresip-8005", "8005", "8005", balancer.sip_port)
-        callee = Baresip(tmp_path / "baresip-8006", "8006", "8006", balancer.sip_port)
-        caller.audio_in, callee.audio_in = sent_a, sent_b
-        with caller, callee:
-            caller.wait_registered()
-            callee.wait_registered()
-            caller.dial(f"sip:8006@127.0.0.1:{balancer.sip_port}")
-            wait_event(caller, "CALL_ESTABLISHED")
-            wait_event(callee, "CALL_ESTABLISHED")
-            time.sleep(CALL_SECONDS)
-            calls = ng.calls()
-            queries = {call_id: ng("query", call_id=call_id) for call_id in calls}
-            (caller if hangs_up == "caller" else callee).hangup()
-            wait_event(callee, "CALL_CLOSED")
-            wait_event(caller, "CALL_CLOSED")
-        deadline = time.monotonic() + 5.0
-        while ng.calls() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        left = ng.calls()
-        print(f"{relay.name} log:\n{relay.log_text()[-3000:]}")
+        call = call_through(tmp_path, relay, ng, balancer.sip_port, hangs_up)
         print(f"balancer log:\n{balancer.log_text()[-3000:]}")
-    assert len(calls) == 2, calls  # phone 8005 <-> PBX, and PBX <-> phone 8006
-    used: list[int] = []
-    for call_id, query in queries.items():
-        stats = stream_stats(query)
-        print(f"relay call {call_id}: packets received per tag {stats}, ports {relay_ports(query)}")
-        assert len(stats) == 2 and all(n > 100 for n in stats.values()), (call_id, stats)
-        used += [port for port in relay_ports(query) if port % 2 == 0]
-    for sdp in (received_sdp(callee, "INVITE"), received_sdp(caller, "SIP/2.0 200")):
-        assert f"c=IN IP4 {RELAY_MEDIA_IP}" in sdp, sdp
-        port = int(re.search(r"m=audio (\d+)", sdp).group(1))  # type: ignore[union-attr]
-        assert port in used, (port, used)
-    assert left == [], left
-    assert_heard(sent_a, recording(callee.rec_dir), "8006 hears 8005 through the relay")
-    assert_heard(sent_b, recording(caller.rec_dir), "8005 hears 8006 through the relay")
+    assert_relayed(call, relay.ports)
 
 
 def test_silent_relay_leaves_sdp_unchanged(pbx_factory: PbxFactory, tmp_path: Path) -> None:

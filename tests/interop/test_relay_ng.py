@@ -23,12 +23,11 @@ pbx``:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 import re
-import shutil
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -37,10 +36,15 @@ from pathlib import Path
 import pytest
 
 from callway.ng.bencode import BValue, decode, encode
-from tests.helpers.balancer_process import KAMAILIO_MPATH, BalancerProcess, Node, dispatcher_list
-from tests.helpers.managed import ManagedProcess, StartError
+from tests.helpers.balancer_process import (
+    KamailioProcess,
+    Node,
+    dispatcher_list,
+    fill_kamailio_cfg,
+)
+from tests.helpers.managed import ManagedProcess, StartError, running
 from tests.helpers.peers import Baresip, require_binary
-from tests.helpers.ports import free_rtp_range, free_sip_port, free_udp_port, port_is_free
+from tests.helpers.ports import free_rtp_range, free_sip_port, free_udp_port
 from tests.interop.conftest import PbxFactory
 from tests.interop.test_calls_audio import (
     CALL_SECONDS,
@@ -55,7 +59,7 @@ from tests.interop.test_calls_audio import (
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 
 RELAY_MEDIA_IP = "127.0.0.2"  # a loopback address of its own: the phones' SDP must name it
-KAMAILIO_CFG = Path(__file__).resolve().parents[2] / "bench" / "kamailio-rtpengine.cfg"
+RTPENGINE_CFG = Path(__file__).resolve().parents[2] / "bench" / "kamailio-rtpengine.cfg"
 SUPPORT_PATH = "".join(f"[{user}](+type=aor)\nsupport_path=yes\n" for user in ("8005", "8006"))
 
 
@@ -92,14 +96,8 @@ class RelayProcess(ManagedProcess):
 def run_relay(workdir: Path, *, timeout: float = 60.0, ports: int = 40) -> Iterator[RelayProcess]:
     workdir.mkdir(parents=True, exist_ok=True)
     relay = RelayProcess(workdir, free_udp_port(), free_rtp_range(ports), timeout)
-    relay.start()
-    try:
-        yield relay
-    except BaseException:
-        print(f"--- callway relay log ---\n{relay.log_text()[-12000:]}", file=sys.stderr)
-        raise
-    finally:
-        relay.stop()
+    with running(relay) as started:
+        yield started
 
 
 class RtpengineProcess(ManagedProcess):
@@ -146,14 +144,8 @@ class RtpengineProcess(ManagedProcess):
 def run_rtpengine(workdir: Path, *, timeout: float = 60.0) -> Iterator[RtpengineProcess]:
     workdir.mkdir(parents=True, exist_ok=True)
     relay = RtpengineProcess(workdir, free_udp_port(), free_rtp_range(40), timeout)
-    relay.start()
-    try:
-        yield relay
-    except BaseException:
-        print(f"--- rtpengine log ---\n{relay.log_text()[-12000:]}", file=sys.stderr)
-        raise
-    finally:
-        relay.stop()
+    with running(relay) as started:
+        yield started
 
 
 class NgClient:
@@ -241,69 +233,20 @@ def ports_free(ports: Sequence[int]) -> list[int]:
 # --------------------------------------------------------------------------
 # Kamailio with the rtpengine module
 # --------------------------------------------------------------------------
-def kamailio_cfg(port: int, list_file: Path, ng_port: int, ctl: Path) -> str:
-    text = KAMAILIO_CFG.read_text()
-    values = {"PORT": port, "CHILDREN": 2, "MPATH": KAMAILIO_MPATH, "LIST": list_file,
-              "PING": 1, "DEBUG": 1, "NG": f"udp:127.0.0.1:{ng_port}", "CTL": ctl}  # fmt: skip
-    for key, value in values.items():
-        text = text.replace(f"@{key}@", str(value))
-    return text
-
-
-class Kamailio(BalancerProcess):
-    """The Kamailio process, seen through the balancer helper (``sip_port``, logs)."""
-
-    ctl: Path
-
-    def kamcmd(self, *command: str) -> str:
-        binary = shutil.which("kamcmd") or "/usr/sbin/kamcmd"
-        done = subprocess.run(
-            [binary, "-s", f"unix:{self.ctl}", *command],
-            capture_output=True, text=True, timeout=10, check=False,
-        )  # fmt: skip
-        return done.stdout + done.stderr
-
-
 @contextlib.contextmanager
-def run_kamailio(workdir: Path, nodes: Sequence[Node], ng_port: int) -> Iterator[Kamailio]:
-    """``kamailio -DD -E`` with ``bench/kamailio-rtpengine.cfg``, stopped by its PID."""
-    binary = require_binary("kamailio")
+def run_kamailio(workdir: Path, nodes: Sequence[Node], ng_port: int) -> Iterator[KamailioProcess]:
+    """Kamailio with ``bench/kamailio-rtpengine.cfg`` over ``nodes``, its relay on ``ng_port``."""
+    require_binary("kamailio")
     workdir.mkdir(parents=True, exist_ok=True)
     sip_port = free_sip_port()
     list_file = workdir / "dispatcher.list"
     list_file.write_text(dispatcher_list(nodes))
     ctl = workdir / "kamailio.ctl"
-    cfg = workdir / "kamailio.cfg"
-    cfg.write_text(kamailio_cfg(sip_port, list_file, ng_port, ctl))
-    rundir = workdir / "run"
-    rundir.mkdir(exist_ok=True)
-    log = workdir / "kamailio-stderr-1.log"
-    argv = [binary, "-DD", "-E", "-f", str(cfg), "-x", "tlsf", "-X", "tlsf", "-m", "64",
-            "-P", str(workdir / "kamailio.pid"), "-Y", str(rundir), "-w", str(rundir)]  # fmt: skip
-    view = Kamailio(workdir, sip_port)
-    view.ctl = ctl
-    view._logs.append(log)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        view.proc = proc
-        try:
-            deadline = time.monotonic() + 10.0
-            while port_is_free(sip_port, tcp=False) or not ctl.exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise StartError(f"kamailio did not start:\n{view.log_text()}")
-                time.sleep(0.05)
-            time.sleep(0.3)  # the workers' start-up ping of the relay
-            yield view
-        except BaseException:
-            print(f"--- kamailio log ---\n{view.log_text()[-12000:]}", file=sys.stderr)
-            raise
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+    cfg = fill_kamailio_cfg(RTPENGINE_CFG, PORT=sip_port, CHILDREN=2, LIST=list_file, PING=1,
+                            DEBUG=1, NG=f"udp:127.0.0.1:{ng_port}", CTL=ctl)  # fmt: skip
+    with running(KamailioProcess(workdir, sip_port, cfg, ctl=ctl)) as kamailio:
+        time.sleep(0.3)  # the workers' start-up ping of the relay
+        yield kamailio
 
 
 # --------------------------------------------------------------------------
@@ -345,6 +288,78 @@ def received_sdp(phone: Baresip, start: str) -> str:
     )
 
 
+@dataclasses.dataclass
+class RelayedCall:
+    """What one phone call through a proxy driving a relay left behind."""
+
+    calls: list[str]  # the relay's calls while the phones talked
+    queries: dict[str, BValue]  # each call's ``query`` reply
+    left: list[str]  # the relay's calls after the hang-up
+    cpu: float  # the relay's CPU-seconds over CALL_SECONDS
+    invite_sdp: str  # what the callee was offered
+    ok_sdp: str  # what the caller was answered
+    sent: tuple[Path, Path]  # what 8005 and 8006 played
+    heard: tuple[Path, Path]  # what 8005 and 8006 recorded
+
+
+def call_through(
+    tmp_path: Path, relay: ManagedProcess, ng: NgClient, proxy_port: int, hangs_up: str
+) -> RelayedCall:
+    """baresip 8005 calls 8006 through the proxy on ``proxy_port``; one of them hangs up."""
+    sent_a = speech_wav(tmp_path / "a.wav", SENTENCE_A, voice="en-us")
+    sent_b = speech_wav(tmp_path / "b.wav", SENTENCE_B, voice="en-gb")
+    caller = Baresip(tmp_path / "baresip-8005", "8005", "8005", proxy_port)
+    callee = Baresip(tmp_path / "baresip-8006", "8006", "8006", proxy_port)
+    caller.audio_in, callee.audio_in = sent_a, sent_b
+    with caller, callee:
+        caller.wait_registered()
+        callee.wait_registered()
+        caller.dial(f"sip:8006@127.0.0.1:{proxy_port}")
+        wait_event(caller, "CALL_ESTABLISHED")
+        wait_event(callee, "CALL_ESTABLISHED")
+        cpu = cpu_seconds(relay)
+        time.sleep(CALL_SECONDS)
+        cpu = cpu_seconds(relay) - cpu
+        calls = ng.calls()
+        queries = {call_id: ng("query", call_id=call_id) for call_id in calls}
+        (caller if hangs_up == "caller" else callee).hangup()
+        wait_event(callee, "CALL_CLOSED")
+        wait_event(caller, "CALL_CLOSED")
+    deadline = time.monotonic() + 5.0
+    while ng.calls() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    print(f"{relay.name} log:\n{relay.log_text()[-3000:]}")
+    return RelayedCall(
+        calls, queries, ng.calls(), cpu, received_sdp(callee, "INVITE"),
+        received_sdp(caller, "SIP/2.0 200"), (sent_a, sent_b),
+        (recording(caller.rec_dir), recording(callee.rec_dir)),
+    )  # fmt: skip
+
+
+def assert_relayed(call: RelayedCall, ports: tuple[int, int]) -> list[int]:
+    """Two relay calls (phone 8005 <-> PBX, PBX <-> phone 8006), both heard, nothing left.
+
+    Returns the RTP ports the relay used (in ``ports``); the phones were told them.
+    """
+    assert len(call.calls) == 2, call.calls
+    used: list[int] = []
+    for call_id, query in call.queries.items():
+        stats = stream_stats(query)
+        print(f"relay call {call_id}: packets received per tag {stats}, ports {relay_ports(query)}")
+        assert len(stats) == 2 and all(n > 100 for n in stats.values()), (call_id, stats)
+        used += [port for port in relay_ports(query) if port % 2 == 0]  # RTP (rtpengine: +RTCP)
+    first, last = ports
+    assert len(used) == 4 and all(first <= p <= last for p in used), used
+    for sdp in (call.invite_sdp, call.ok_sdp):
+        assert f"c=IN IP4 {RELAY_MEDIA_IP}" in sdp, sdp
+        port = int(re.search(r"m=audio (\d+)", sdp).group(1))  # type: ignore[union-attr]
+        assert port in used, (port, used)
+    assert call.left == [], call.left
+    assert_heard(call.sent[0], call.heard[1], "8006 hears 8005 through the relay")
+    assert_heard(call.sent[1], call.heard[0], "8005 hears 8006 through the relay")
+    return used
+
+
 @pytest.mark.parametrize(
     ("relay_kind", "hangs_up"),
     [("callway", "caller"), ("callway", "callee"), ("rtpengine", "caller")],
@@ -363,58 +378,15 @@ def test_call_through_kamailio_and_callway_relay(
     run = run_relay if relay_kind == "callway" else run_rtpengine
     require_binary("baresip")
     pbx = pbx_factory(extra_pjsip=SUPPORT_PATH)
-    sent_a = speech_wav(tmp_path / "a.wav", SENTENCE_A, voice="en-us")
-    sent_b = speech_wav(tmp_path / "b.wav", SENTENCE_B, voice="en-gb")
     with (
         run(tmp_path / "relay") as relay,
         ng_client(relay.ng_port) as ng,
         run_kamailio(tmp_path / "kamailio", [Node(pbx.uri, 0)], relay.ng_port) as kamailio,
     ):
-        caller = Baresip(tmp_path / "baresip-8005", "8005", "8005", kamailio.sip_port)
-        callee = Baresip(tmp_path / "baresip-8006", "8006", "8006", kamailio.sip_port)
-        caller.audio_in, callee.audio_in = sent_a, sent_b
-        with caller, callee:
-            caller.wait_registered()
-            callee.wait_registered()
-            caller.dial(f"sip:8006@127.0.0.1:{kamailio.sip_port}")
-            wait_event(caller, "CALL_ESTABLISHED")
-            wait_event(callee, "CALL_ESTABLISHED")
-            cpu = cpu_seconds(relay)
-            time.sleep(CALL_SECONDS)
-            cpu = cpu_seconds(relay) - cpu
-            calls = ng.calls()
-            queries = {call_id: ng("query", call_id=call_id) for call_id in calls}
-            (caller if hangs_up == "caller" else callee).hangup()
-            wait_event(callee, "CALL_CLOSED")
-            wait_event(caller, "CALL_CLOSED")
-        deadline = time.monotonic() + 5.0
-        while ng.calls() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        left = ng.calls()
-        print(f"{relay.name} log:\n{relay.log_text()[-3000:]}")
-    print(f"{relay.name}: {cpu:.3f} CPU-s for {CALL_SECONDS:g} s of 2 relayed calls (4 legs)")
-    # two calls at the relay: phone 8005 <-> PBX, and PBX <-> phone 8006
-    assert len(calls) == 2, calls
-    used: list[int] = []
-    for call_id, query in queries.items():
-        stats = stream_stats(query)
-        print(f"relay call {call_id}: packets received per tag {stats}, ports {relay_ports(query)}")
-        assert len(stats) == 2 and all(n > 100 for n in stats.values()), (call_id, stats)
-        used += [port for port in relay_ports(query) if port % 2 == 0]  # RTP (rtpengine: +RTCP)
-    first, last = relay.ports
-    assert len(used) == 4 and all(first <= p <= last for p in used), used
-    # the phones were told the relay's address and ports
-    invite = received_sdp(callee, "INVITE")
-    ok = received_sdp(caller, "SIP/2.0 200")
-    for sdp in (invite, ok):
-        assert f"c=IN IP4 {RELAY_MEDIA_IP}" in sdp, sdp
-        port = int(re.search(r"m=audio (\d+)", sdp).group(1))  # type: ignore[union-attr]
-        assert port in used, (port, used)
-    # after the hang-up: no call, no port held
-    assert left == [], left
+        call = call_through(tmp_path, relay, ng, kamailio.sip_port, hangs_up)
+    print(f"{relay.name}: {call.cpu:.3f} CPU-s for {CALL_SECONDS:g} s of 2 relayed calls (4 legs)")
+    used = assert_relayed(call, relay.ports)
     assert ports_free(used) == [], "ports still bound after the calls were deleted"
-    assert_heard(sent_a, recording(callee.rec_dir), "8006 hears 8005 through the relay")
-    assert_heard(sent_b, recording(caller.rec_dir), "8005 hears 8006 through the relay")
 
 
 # --------------------------------------------------------------------------

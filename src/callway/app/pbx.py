@@ -32,7 +32,7 @@ from callway.app.notify import WebhookNotifier
 from callway.app.ops_alerts import OpsAlertSender
 from callway.app.pbx_console import pbx_commands
 from callway.app.pbx_tu import PbxTransactionUser
-from callway.app.runtime import FullCollector, MemoryTrimmer
+from callway.app.runtime import FullCollector, MemoryProbe, MemoryTrimmer
 from callway.config.defaults import DEMO_EXTENSIONS_CONF
 from callway.config.errors import ConfigError
 from callway.config.extensions import load_extensions, parse_extensions
@@ -200,6 +200,7 @@ class PbxApp:
         self._stopped = asyncio.Event()
         self.trimmer = MemoryTrimmer()  # hands freed heap back once a burst is over
         self.collector = FullCollector()  # cycles do not wait for the raised thresholds
+        self.memory_probe = MemoryProbe()  # SIGUSR2
 
     async def start(self) -> None:
         """Bind every ``type=transport`` and start serving."""
@@ -282,7 +283,17 @@ class PbxApp:
                 log.exception("cannot write %s", self.store.path)
             self.collector.maybe_collect(now)
             if ticks % 4 == 0:
-                self.trimmer.maybe_trim()
+                self._release_idle(now)
+
+    def _release_idle(self, now: float) -> None:
+        """Drop what a finished burst left behind, then give the freed heap back.
+
+        Stale nonces and RTP pairs idle for 30 s are released (both would
+        otherwise wait for the next registration or call).
+        """
+        self.auth.nonces.expire(now)
+        self.pool.expire_idle()
+        self.trimmer.maybe_trim()
 
     def reload(self) -> bool:
         """Re-read the config; keep the old one if the new one is broken."""
@@ -316,6 +327,11 @@ class PbxApp:
         counts["transactions"] = self.stack.transactions.active_transactions
         log.info("stats: %s", " ".join(f"{k}={v}" for k, v in counts.items()))
 
+    def log_memory(self) -> None:
+        """SIGUSR2: what the memory consists of (``memory:`` lines; leak hunting)."""
+        for line in self.memory_probe.report():
+            log.info("memory: %s", line)
+
     async def stop(self) -> None:
         """Close sockets and flush the store."""
         if self._tick_task is not None:
@@ -347,6 +363,7 @@ class PbxApp:
             loop.add_signal_handler(sig, self._stopped.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         loop.add_signal_handler(signal.SIGUSR1, self.log_stats)
+        loop.add_signal_handler(signal.SIGUSR2, self.log_memory)
         await self._stopped.wait()
         log.info("stopping")
         await self.stop()

@@ -17,6 +17,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import os
+import sys
+import tracemalloc
 
 #: Generation thresholds for a server process: young collections every 50000
 #: net allocations instead of 700; full collections only rarely.
@@ -29,6 +32,9 @@ FULL_COLLECTION_INTERVAL = 60.0
 
 #: Free heap bytes worth a ``malloc_trim``: below this nothing is done.
 TRIM_MIN_FREE = 8 * 1024 * 1024
+
+#: Free heap bytes worth a ``malloc_trim`` once the heap has settled (idle).
+TRIM_MIN_SETTLED = 1024 * 1024
 
 
 def tune_gc(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None:
@@ -102,18 +108,30 @@ class MemoryTrimmer:
 
     Call :meth:`maybe_trim` from a periodic sweep of the asyncio shell (every
     few seconds).  It follows how much of glibc's heap is free
-    (``mallinfo2().fordblks``) and, once that has grown by ``min_free`` bytes
-    over its lowest point since the last trim (a burst of calls or
-    registrations has ended and its memory came back), calls
-    ``malloc_trim(0)``, which releases every whole free page, not only the
-    top of the heap.  Elsewhere than on glibc it does nothing.
+    (``mallinfo2().fordblks``) and calls ``malloc_trim(0)``, which releases
+    every whole free page, not only the top of the heap:
+
+    - once that has grown by ``min_free`` bytes over its lowest point since
+      the last trim (a burst of calls or registrations has ended and its
+      memory came back);
+    - or once the heap has settled (free bytes unchanged within
+      ``SETTLED_SLACK`` since the previous call: the node is idle) with at
+      least ``min_settled`` bytes freed since the last trim.  State kept for
+      RFC 3261's timers expires over 32 s after a burst: without this, the
+      last few MB freed after a trim would stay with the process.
+
+    Elsewhere than on glibc it does nothing.
     """
 
-    def __init__(self, min_free: int = TRIM_MIN_FREE) -> None:
+    #: Change in free heap bytes between two calls that still counts as settled.
+    SETTLED_SLACK = 64 * 1024
+
+    def __init__(self, min_free: int = TRIM_MIN_FREE, min_settled: int = TRIM_MIN_SETTLED) -> None:
         self.min_free = min_free
+        self.min_settled = min_settled
         self.trims = 0
         self._libc = _load_glibc()
-        self._low = self.free_bytes()
+        self._low = self._last = self.free_bytes()
 
     @property
     def available(self) -> bool:
@@ -128,14 +146,141 @@ class MemoryTrimmer:
         return int(info.fordblks)
 
     def maybe_trim(self) -> bool:
-        """Trim when ``min_free`` more bytes are free than at the low point; True if so."""
+        """Trim after a large release or once settled after a smaller one; True if so."""
         if self._libc is None:
             return False
         free = self.free_bytes()
         self._low = min(self._low, free)
-        if free - self._low < self.min_free:
+        grown = free - self._low
+        settled = abs(free - self._last) <= self.SETTLED_SLACK
+        self._last = free
+        if grown < self.min_free and not (settled and grown >= self.min_settled):
             return False
         self._libc.malloc_trim(0)
         self.trims += 1
-        self._low = self.free_bytes()
+        self._low = self._last = self.free_bytes()
         return True
+
+
+def _short(obj: object) -> str:
+    """A short repr of ``obj`` for a log line."""
+    try:
+        text = repr(obj)
+    except Exception:  # a half-built object
+        text = object.__repr__(obj)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _status_kib(field: str) -> int:
+    """A ``kB`` field of /proc/self/status (``VmRSS``, ``VmHWM``); 0 where unknown."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+class MemoryProbe:
+    """What the process's memory consists of: the SIGUSR2 report (leak hunting).
+
+    Each :meth:`report` gives the resident set (``VmRSS``), the live Python
+    blocks (:func:`sys.getallocatedblocks`), glibc's heap (``mallinfo2``:
+    in use, free, mmapped) and, when :mod:`tracemalloc` is tracing (start
+    the node with ``PYTHONTRACEMALLOC=1``), the traced bytes and the
+    allocation sites that grew most since the previous report.  With
+    ``pymalloc`` set, :func:`sys._debugmallocstats` (pymalloc's arenas and
+    size classes) is written to stderr as well.
+    """
+
+    def __init__(self, top: int = 25) -> None:
+        self.top = top
+        self._libc = _load_glibc()
+        self._snapshot: tracemalloc.Snapshot | None = None
+        self._bins: set[int] | None = None
+
+    def summary(self) -> str:
+        """One line: RSS, Python blocks, malloc heap, traced bytes."""
+        parts = [
+            f"rss={_status_kib('VmRSS')}kB",
+            f"hwm={_status_kib('VmHWM')}kB",
+            f"py_blocks={sys.getallocatedblocks()}",
+        ]
+        if self._libc is not None:
+            info: _MallInfo2 = self._libc.mallinfo2()
+            parts += [
+                f"heap={info.arena // 1024}kB",
+                f"heap_used={info.uordblks // 1024}kB",
+                f"heap_free={info.fordblks // 1024}kB",
+                f"mmapped={info.hblkhd // 1024}kB",
+            ]
+        if tracemalloc.is_tracing():
+            current, peak = tracemalloc.get_traced_memory()
+            parts += [f"traced={current // 1024}kB", f"traced_peak={peak // 1024}kB"]
+        return " ".join(parts)
+
+    def growth(self) -> list[str]:
+        """Allocation sites that grew most since the last call (empty unless tracing)."""
+        if not tracemalloc.is_tracing():
+            return []
+        gc.collect()
+        snapshot = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, tracemalloc.__file__)]
+        )
+        previous, self._snapshot = self._snapshot, snapshot
+        if previous is None:
+            return [f"top {stat}" for stat in snapshot.statistics("lineno")[: self.top]]
+        return [f"grew {diff}" for diff in snapshot.compare_to(previous, "lineno")[: self.top]]
+
+    def census(self) -> list[str]:
+        """Live objects lying in memory the first census did not use, by type.
+
+        Walks every object the collector tracks and the strings, bytes and
+        numbers they refer to, and bins them by MiB of address.  The first
+        call remembers the bins in use; later calls list, by type, the live
+        objects in other bins: the objects that keep the memory of a burst
+        (pymalloc arenas of 1 MiB, malloc pages) from being given back.
+        Enabled by ``CALLWAY_MEMORY_CENSUS=1`` (a pass over the heap: seconds).
+        """
+        if not os.environ.get("CALLWAY_MEMORY_CENSUS"):
+            return []
+        gc.collect()
+        seen: dict[int, object] = {}
+        for obj in gc.get_objects():
+            seen[id(obj)] = obj
+            for ref in gc.get_referents(obj):
+                if not gc.is_tracked(ref):
+                    seen[id(ref)] = ref
+        bins = {address >> 20 for address in seen}
+        if self._bins is None:
+            self._bins = bins
+            return [f"census: {len(seen)} objects in {len(bins)} MiB"]
+        new = {address: obj for address, obj in seen.items() if address >> 20 not in self._bins}
+        by_type: dict[str, list[object]] = {}
+        for obj in new.values():
+            by_type.setdefault(type(obj).__qualname__, []).append(obj)
+        lines = [
+            f"census: {len(seen)} objects in {len(bins)} MiB; "
+            f"{len(new)} in {len({a >> 20 for a in new})} MiB unused at the first census"
+        ]
+        ranked = sorted(by_type.items(), key=lambda item: -len(item[1]))[: self.top]
+        for name, objs in ranked:
+            lines.append(f"census: {len(objs)} {name} e.g. {_short(objs[0])}")
+        return lines
+
+    def report(self) -> list[str]:
+        """The summary, the growth by site and the census; pymalloc's statistics on stderr.
+
+        Ends with a ``malloc_trim(0)`` and what it gave back (the RSS is read first).
+        """
+        lines = [self.summary(), *self.growth(), *self.census()]
+        if self._libc is not None:
+            before = _status_kib("VmRSS")
+            self._libc.malloc_trim(0)
+            lines.append(f"malloc_trim(0): rss {before}kB -> {_status_kib('VmRSS')}kB")
+        debug_stats = getattr(sys, "_debugmallocstats", None)
+        if debug_stats is not None:
+            debug_stats()
+        return lines

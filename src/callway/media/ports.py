@@ -24,6 +24,11 @@ reader removed and added per call, with a drain, cost more than the rest of
 the relay's set-up).  When the cursor reaches a port held idle, it reuses that
 pair whatever its age, as round robin would.  Idle pairs are not counted in
 :attr:`PortPool.in_use`; :meth:`PortPool.close_idle` unbinds them.
+
+Under a steady load pairs come back to use within seconds; a pair idle for
+``idle_timeout`` seconds is surplus from a burst that is over, and
+:meth:`PortPool.expire_idle` (a periodic call of the shell) unbinds it, so
+the descriptors and the memory of a burst's pairs are given back.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ __all__ = ["DEFAULT_RTP_END", "DEFAULT_RTP_START", "PortPair", "PortPool", "Port
 DEFAULT_RTP_START = 10000
 DEFAULT_RTP_END = 20000
 DEFAULT_QUARANTINE = 2.0  # seconds a released pair stays idle before it is reused
+DEFAULT_IDLE_TIMEOUT = 30.0  # seconds an idle pair stays bound unused before expire_idle unbinds it
 _MAX_KEEP_IDLE = 2048  # pairs kept bound while idle, at most (4096 descriptors)
 _DRAIN_LIMIT = 256  # stale datagrams discarded per socket when a pair is reused
 _UNAVAILABLE = frozenset({errno.EADDRINUSE, errno.EACCES})
@@ -120,6 +126,7 @@ class PortPool:
         *,
         keep_idle: int | None = None,
         quarantine: float = DEFAULT_QUARANTINE,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         start = rtp_start + (rtp_start & 1)  # RTP ports are even
@@ -131,6 +138,7 @@ class PortPool:
         #: Pairs kept bound while idle (0: unbind each pair when it is closed).
         self.keep_idle = _default_keep_idle() if keep_idle is None else keep_idle
         self.quarantine = quarantine
+        self.idle_timeout = idle_timeout
         self._clock = clock
         self._cursor = start
         self._in_use: set[tuple[str, int]] = set()
@@ -204,6 +212,26 @@ class PortPool:
             pair.unpark()
             pair.rtp.close()
             pair.rtcp.close()
+
+    def expire_idle(self) -> int:
+        """Unbind the pairs idle for ``idle_timeout`` seconds or more; how many."""
+        idle = self._idle
+        if not idle:
+            return 0
+        limit = self._clock() - self.idle_timeout
+        stale = []
+        for key, (released, _) in idle.items():  # oldest release first
+            if released > limit:
+                break
+            stale.append(key)
+        for key in stale:
+            _, pair = idle.pop(key)
+            pair.unpark()  # a parked pair's readers go before its sockets close
+            pair.rtp.close()
+            pair.rtcp.close()
+        if not idle:  # a dict keeps its largest table: start small again
+            self._idle = {}
+        return len(stale)
 
     def _reuse(self, old: PortPair) -> PortPair:
         """An idle pair handed out again, emptied of what arrived while it was idle.

@@ -123,6 +123,21 @@ class NonceManager:
             heapq.heappush(self._heap, (issued, nonce))
         self._highest_nc[nonce] = count
 
+    def expire(self, now: float) -> int:
+        """Forget the nonces expired at ``now``; how many (call it from a periodic timer).
+
+        :meth:`check` prunes too, but only when a new nonce is remembered: after a
+        burst of registrations this frees the burst's nonces once they are stale.
+        """
+        heap, highest = self._heap, self._highest_nc
+        expired = 0
+        while heap and now - heap[0][0] >= self.lifetime:
+            del highest[heapq.heappop(heap)[1]]
+            expired += 1
+        if expired and not highest:  # a dict keeps its largest table: start small again
+            self._highest_nc = {}
+        return expired
+
     def _prune(self, now: float) -> None:
         """Forget expired nonces; if still full, forget the oldest and raise the floor."""
         while self._heap and now - self._heap[0][0] >= self.lifetime:

@@ -31,10 +31,9 @@ from redis.exceptions import RedisError
 
 from callway.core.address import Address
 from callway.pbx.location import Binding, Location
+from callway.store.redis_common import Backoff, connect, queued_writer, shut_down
 
 log = logging.getLogger("callway.store.redis")
-
-RETRY_MAX = 5.0
 
 
 def binding_to_json(binding: Binding) -> str:
@@ -113,8 +112,7 @@ class RedisReplicator:
     async def start(self, location: ReplicatedLocation, timeout: float = 3.0) -> None:
         """Connect, load the shared bindings (waits up to ``timeout``), start syncing."""
         self.location = location
-        self._client = aioredis.Redis.from_url(self.url, socket_timeout=2.0,
-                                               socket_connect_timeout=2.0)  # fmt: skip
+        self._client = connect(self.url)
         loop = asyncio.get_running_loop()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._sync(), timeout)
@@ -122,15 +120,7 @@ class RedisReplicator:
 
     async def close(self) -> None:
         """Flush briefly and disconnect."""
-        with contextlib.suppress(TimeoutError, RedisError, OSError):
-            await asyncio.wait_for(self._flush(), 2.0)
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._client is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._client.aclose()
+        await shut_down(self._client, self._tasks, self._flush)
 
     # -- sync -------------------------------------------------------------------------
 
@@ -179,23 +169,15 @@ class RedisReplicator:
             raise exc
 
     async def _writer(self) -> None:
-        delay = 0.2
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                if not self.connected:
-                    await self._sync()
-                await self._flush()
-                delay = 0.2
-            except (RedisError, OSError) as exc:
-                self._lost(exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX)
-                self._wake.set()
+        await queued_writer(self._wake, self._push, self._lost)
+
+    async def _push(self) -> None:
+        if not self.connected:
+            await self._sync()
+        await self._flush()
 
     async def _subscriber(self) -> None:
-        delay = 0.2
+        backoff = Backoff()
         while True:
             try:
                 assert self._client is not None
@@ -203,14 +185,13 @@ class RedisReplicator:
                 await pubsub.subscribe(self.channel)
                 if not self.connected:
                     await self._sync()
-                delay = 0.2
+                backoff.reset()
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         self._apply(message["data"])
             except (RedisError, OSError) as exc:
                 self._lost(exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX)
+                await backoff.wait()
 
     def _apply(self, data: bytes | str) -> None:
         try:

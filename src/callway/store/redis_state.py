@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from callway.store.redis_common import connect, queued_writer, shut_down
+
 log = logging.getLogger("callway.store.redis")
 
 DIALOG_TTL = 4 * 3600.0  # the longest call we expect, seconds
@@ -107,22 +109,13 @@ class RedisState:
         """Connect (lazily) and start the writer and room-refresh tasks."""
         if live_rooms is not None:
             self.live_rooms = live_rooms
-        self._client = aioredis.Redis.from_url(self.url, socket_timeout=2.0,
-                                               socket_connect_timeout=2.0)  # fmt: skip
+        self._client = connect(self.url)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._writer()), loop.create_task(self._refresher())]
 
     async def close(self) -> None:
         """Release our rooms, flush briefly, disconnect."""
-        with contextlib.suppress(TimeoutError, RedisError, OSError):
-            await asyncio.wait_for(self._shutdown(), 2.0)
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._client is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._client.aclose()
+        await shut_down(self._client, self._tasks, self._shutdown)
 
     async def _shutdown(self) -> None:
         for room in list(self.owned_rooms):
@@ -166,18 +159,11 @@ class RedisState:
             raise
 
     async def _writer(self) -> None:
-        delay = 0.2
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self._flush()
-                delay = 0.2
-            except (RedisError, OSError) as exc:
-                log.warning("redis: call state not written (%s), retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                self._wake.set()
+        await queued_writer(self._wake, self._flush, self._not_written)
+
+    @staticmethod
+    def _not_written(exc: BaseException) -> None:
+        log.warning("redis: call state not written (%s), retrying", exc)
 
     # -- rooms --------------------------------------------------------------------------
 

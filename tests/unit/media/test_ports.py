@@ -136,6 +136,29 @@ def test_closed_pairs_stay_bound_and_are_reused_after_quarantine() -> None:
         probe.bind((HOST, first.rtp_port))  # unbound again
 
 
+def test_pairs_idle_past_the_timeout_are_unbound() -> None:
+    start, end = block(20)
+    clock = FakeClock()
+    pool = PortPool(HOST, start, end, keep_idle=4, idle_timeout=30.0, clock=clock)
+    first, second = pool.allocate(), pool.allocate()
+    first.close()
+    clock.now += 10.0
+    second.close()
+    assert pool.expire_idle() == 0 and pool.idle == 2
+    clock.now += 20.0  # first idle for 30 s, second for 20 s
+    assert pool.expire_idle() == 1 and pool.idle == 1
+    assert first.rtp.fileno() < 0 and first.rtcp.fileno() < 0
+    assert second.rtp.fileno() >= 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((HOST, first.rtp_port))  # unbound again
+    clock.now += 10.0
+    assert pool.expire_idle() == 1 and pool.idle == 0
+    assert pool.expire_idle() == 0
+    again = pool.allocate()  # the pool still serves
+    again.close()
+    pool.close_idle()
+
+
 def test_idle_pairs_are_capped() -> None:
     start, end = block(20)
     pool = PortPool(HOST, start, end, keep_idle=1)

@@ -278,6 +278,28 @@ def test_closed_pair_is_parked_then_serves_the_next_call_on_the_loop(pool: PortP
     run(scenario)
 
 
+def test_expired_parked_pair_leaves_the_loop_first(pool: PortPool) -> None:
+    """An idle pair unbound by expire_idle has its discarding readers removed first."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        session = RelaySession(pool, host=HOST)
+        fds = {e.sock.fileno() for leg in (session.a, session.b) for e in (leg.rtp, leg.rtcp)}
+        session.start()
+        session.close()
+        assert pool.idle == 2
+        for fd in fds:  # parked: still read, and discarded
+            assert loop.remove_reader(fd)
+            loop.add_reader(fd, lambda: None)
+        pool.idle_timeout = 0.0
+        assert pool.expire_idle() == 2
+        for fd in fds:  # no reader left on a closed socket
+            assert not loop.remove_reader(fd)
+        await asyncio.sleep(0.05)  # the loop still runs
+
+    run(scenario)
+
+
 def test_second_allocation_failure_releases_the_first() -> None:
     start = random.randrange(40000, 58000, 2)
     tiny = PortPool(HOST, start, start + 1)

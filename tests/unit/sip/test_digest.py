@@ -513,6 +513,19 @@ def test_nc_memory_is_pruned_by_age() -> None:
     assert len(nonces) == 1
 
 
+def test_expire_forgets_stale_nonces_without_a_new_check() -> None:
+    nonces = NonceManager(SECRET, lifetime=30.0)
+    for t in range(5):
+        nonces.check(nonces.issue(float(t)), "00000001", float(t))
+    assert nonces.expire(31.5) == 2  # issued at 0 and 1
+    assert len(nonces) == 3
+    assert nonces.expire(31.5) == 0
+    assert nonces.expire(100.0) == 3 and len(nonces) == 0
+    fresh = nonces.issue(100.0)
+    assert nonces.check(fresh, "00000001", 100.0) is NonceStatus.VALID
+    assert nonces.check(fresh, "00000001", 100.0) is NonceStatus.REPLAY
+
+
 def test_nc_memory_is_bounded_and_evicted_nonces_go_stale() -> None:
     nonces = NonceManager(SECRET, lifetime=30.0, max_entries=2)
     a, b, c = nonces.issue(0.0), nonces.issue(1.0), nonces.issue(2.0)
