@@ -9,9 +9,11 @@ Three servers get the same load, one after the other, on 127.0.0.1:
 1. Kamailio 5.6 (``bench/kamailio-registrar.cfg``: registrar + usrloc in memory,
    ``db_mode=0``, no auth), started with ``-x tlsf -X tlsf``;
 2. ``callway pbx`` with N endpoints/AORs ``u0..u{N-1}`` without ``auth=``
-   (``max_contacts=1``, ``remove_existing=yes``);
+   (``max_contacts=1``, ``remove_existing=yes``): these REGISTERs are answered
+   by the PBX's fast path (``callway.pbx.registrar_fast``);
 3. the same PBX where every endpoint has digest auth (REGISTER, 401,
-   REGISTER with credentials, 200: two transactions per registration).
+   REGISTER with credentials, 200: two transactions per registration), which
+   takes the ordinary path (parse, validation, transaction, registrar).
 
 sipp spreads the registrations over the N users (``-inf users.csv``,
 ``[field0]``).  For each server the rate is stepped up (1000, 2000, 5000, ...

@@ -45,6 +45,10 @@ class AdminBackend(Protocol):
         """Every live registered contact."""
         ...
 
+    def registration_count(self) -> int:
+        """How many contacts are registered (the metrics' gauge, without building them)."""
+        ...
+
     def calls(self) -> list[Call]:
         """Active calls with their legs, media counters and quality."""
         ...

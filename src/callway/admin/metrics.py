@@ -100,7 +100,7 @@ class Metrics:
         calls = b.calls() if calls is None else calls
         self._update_calls(calls)
         self._update_cdrs(b.cdrs(since=self._cdr_cursor))
-        self.registrations.set(len(b.registrations()) if registrations is None else registrations)
+        self.registrations.set(b.registration_count() if registrations is None else registrations)
         self._update_destinations(b.dispatcher_sets() if destinations is None else destinations)
 
     def _update_calls(self, calls: list[Call]) -> None:

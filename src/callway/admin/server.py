@@ -86,7 +86,7 @@ class LiveHub:
         if not self.sockets:
             b = self.backend
             calls = await self._calls_in_steps()
-            self.metrics.update(calls, len(b.registrations()), b.dispatcher_sets())
+            self.metrics.update(calls, b.registration_count(), b.dispatcher_sets())
             self.latest = ""
             return
         text = self.snapshot(await self._calls_in_steps())

@@ -114,6 +114,10 @@ class PbxBackend:
             ))  # fmt: skip
         return out
 
+    def registration_count(self) -> int:
+        """How many contacts are live (10 000 Registration objects a second cost 25 ms)."""
+        return self.app.location.count(time.time())
+
     def calls(self) -> list[Call]:
         """Every channel with its relay legs."""
         return list(self.iter_calls())
@@ -270,6 +274,10 @@ class BalancerBackend:
     def registrations(self) -> list[Registration]:
         """The balancer keeps no registrations (its PBX nodes do)."""
         return []
+
+    def registration_count(self) -> int:
+        """None (see :meth:`registrations`)."""
+        return 0
 
     def calls(self) -> list[Call]:
         """The balancer relays signalling only: no channels."""

@@ -90,7 +90,7 @@ from callway.sip.transaction import (
 )
 from callway.sip.uri import SipURI, parse_uri
 from callway.transport.stack import SipStack
-from callway.transport.udp import UdpEndpoint, kernel_lag
+from callway.transport.udp import UdpEndpoint
 
 log = logging.getLogger("callway.balancer")
 TIMER_TICK = 0.1  # seconds between checks of the proxy's failover timers
@@ -106,43 +106,6 @@ READY_TIMEOUT = 10.0  # seconds the primary waits for its workers to bind
 # with the default (700) the collector ran every few messages, scanning the transaction
 # records each time (about 15 % of the CPU at a few thousand calls a second).
 GC_THRESHOLDS = (10_000, 20, 50)
-DRAIN_BATCH = 64  # datagrams read per wakeup at most
-MAX_DATAGRAM = 65535
-ANCILLARY = 128
-
-
-def drain_udp(endpoint: UdpEndpoint) -> None:
-    """Read every datagram waiting on ``endpoint`` (up to :data:`DRAIN_BATCH`) in one wakeup.
-
-    The endpoint's own reader returns to the event loop after one datagram
-    unless the kernel queue is a millisecond behind; a proxy gets its
-    datagrams in bursts (a request and the answers it causes), and each extra
-    loop turn costs more than the one failing read that ends a drain.  The
-    first read of a wakeup still takes the kernel's receive timestamp for
-    :attr:`UdpEndpoint.lag` (the overload measure).  Bound addresses only: a
-    wildcard socket needs each datagram's destination, its own reader does that.
-    """
-    sock = endpoint.sock
-    receiver = endpoint.receiver
-    local = endpoint.local
-    for count in range(DRAIN_BATCH):
-        try:
-            if count:
-                data, peer = sock.recvfrom(MAX_DATAGRAM)
-            else:
-                data, ancdata, _flags, peer = sock.recvmsg(MAX_DATAGRAM, ANCILLARY)
-                endpoint.lag = kernel_lag(ancdata, endpoint.lag)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:  # ICMP errors surface here on Linux
-            log.debug("udp receive error on %s:%s: %s", local[0], local[1], exc)
-            continue
-        try:
-            receiver(data, Address("udp", peer[0], peer[1], local))
-        except Exception:  # the balancer keeps serving whatever one packet does
-            log.exception("error handling a datagram from %s", peer)
-
-
 MEDIA_METHODS = (b"INVITE ", b"UPDATE ", b"BYE ", b"CANCEL ")
 
 
@@ -444,11 +407,8 @@ class BalancerApp:
         for endpoint in self.stack.udp:
             if endpoint.receiver == self.stack.on_data:
                 endpoint.receiver = self.on_datagram
+            endpoint.greedy = True  # datagrams come in bursts: read all that wait
         self.stack.start(loop)
-        for endpoint in self.stack.udp:
-            if not endpoint.wildcard:
-                loop.remove_reader(endpoint.sock.fileno())
-                loop.add_reader(endpoint.sock.fileno(), drain_udp, endpoint)
         self._tasks.append(loop.create_task(self._proxy_timer_loop()))
         self._tasks.append(loop.create_task(self._fast_timer_loop()))
         if not role.primary:

@@ -48,6 +48,7 @@ from callway.pbx.dialplan_model import Dialplan
 from callway.pbx.location import Location
 from callway.pbx.model import PjsipConfig
 from callway.pbx.registrar import Registrar
+from callway.pbx.registrar_fast import FastRegistrar
 from callway.store.cdr import SqliteCdrStore
 from callway.store.redis_location import RedisReplicator, ReplicatedLocation
 from callway.store.redis_state import RedisState
@@ -158,6 +159,8 @@ class PbxApp:
         )
         user_agent = f"callway {__version__}"
         self.core = PbxCore(self.registrar, self.stack.send_response, user_agent=user_agent)
+        # The usual REGISTER is answered from its bytes; the rest takes the ordinary path.
+        self.stack.fast_path = FastRegistrar(self.registrar, self.stack.transactions, user_agent)
         self.manager = CallManager(self.stack, user_agent=user_agent)
         self.manager.nat = NatPolicy.from_config(self.config)
         self.keepalives = Keepalives(
@@ -209,6 +212,7 @@ class PbxApp:
         for transport in self.config.transports.values():
             if transport.protocol == "udp":
                 endpoint = self.stack.add_udp(transport.bind_host, transport.bind_port)
+                endpoint.greedy = True  # REGISTER storms, retransmission bursts: read all
                 bound.append(f"udp:{transport.bind_host}:{endpoint.port}")
             elif transport.protocol == "tcp":
                 server = await self.stack.add_tcp(transport.bind_host, transport.bind_port)
@@ -258,7 +262,7 @@ class PbxApp:
 
     def _alerts(self, now: float) -> None:
         """Feed the alert rules (registrations drop, call failure ratio) and post alerts."""
-        self.alert_engine.observe_registrations(len(self.location.all(now)), now)
+        self.alert_engine.observe_registrations(self.location.count(now), now)
         self.alert_engine.handle_timer(now)
         while (event := self.alert_engine.next_event()) is not None:
             self.alert_sender.send(event)

@@ -132,6 +132,12 @@ class Location:
         for uri in list(self._bindings.get(aor, {})):
             self.remove(aor, uri)
 
+    def count(self, now: float) -> int:
+        """How many bindings are live (what :meth:`all` would list, without building it)."""
+        return sum(
+            1 for found in self._bindings.values() for b in found.values() if b.expires_at > now
+        )
+
     def all(self, now: float) -> list[Binding]:
         """Every live binding."""
         return [b for aor in sorted(self._bindings) for b in self.lookup(aor, now)]

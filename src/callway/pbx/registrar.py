@@ -36,7 +36,9 @@ from callway.sip.uri import SipURI
 log = logging.getLogger("callway.pbx.registrar")
 
 
-class _ContactRequest(NamedTuple):
+class ContactRequest(NamedTuple):
+    """One Contact of a REGISTER: URI, granted expiration, parameters."""
+
     uri: str
     expires: int
     params: dict[str, str | None]
@@ -106,7 +108,7 @@ class Registrar:
         self.location.remove_all(aor.name)
         return self._ok(request, aor, now)
 
-    def _contact_requests(self, request: Request, aor: Aor) -> list[_ContactRequest] | Response:
+    def _contact_requests(self, request: Request, aor: Aor) -> list[ContactRequest] | Response:
         header_expires = request.expires
         result = []
         for contact in request.contacts:
@@ -120,7 +122,7 @@ class Registrar:
             params = contact.params
             if params:
                 params = {k: v for k, v in params.items() if k not in ("expires", "q")}
-            result.append(_ContactRequest(str(contact.uri), expires, params))
+            result.append(ContactRequest(str(contact.uri), expires, params))
         return result
 
     def _apply(
@@ -129,15 +131,41 @@ class Registrar:
         source: Address,
         now: float,
         aor: Aor,
-        wanted: list[_ContactRequest],
+        wanted: list[ContactRequest],
     ) -> Response:
+        # RFC 3327: callway honours Path whatever the AOR's support_path says (chan_pjsip
+        # needs support_path=yes): behind callway balancer it is how a node reaches a phone.
+        path = tuple(request.get_all("path")) if "path" in request else ()
+        user_agent = request.get("user-agent") or ""
+        refusal = self.bind(
+            aor, wanted, request.call_id, request.cseq.seq, source, now, path, user_agent
+        )
+        if refusal is not None:
+            return self._reply(request, *refusal)
+        return self._ok(request, aor, now, path)
+
+    def bind(
+        self,
+        aor: Aor,
+        wanted: list[ContactRequest],
+        call_id: str,
+        cseq: int,
+        source: Address,
+        now: float,
+        path: tuple[str, ...] = (),
+        user_agent: str = "",
+    ) -> tuple[int, str] | None:
+        """Apply a REGISTER's contacts to ``aor`` (RFC 3261 §10.3 steps 7-8).
+
+        Return the (status, reason) of a refusal, in which case nothing was
+        changed; None once the bindings are in the location service.
+        """
         location = self.location
-        call_id, cseq = request.call_id, request.cseq.seq
         previous: dict[str, Binding | None] = {}
         for item in wanted:
             old = previous[item.uri] = location.get(aor.name, item.uri)
             if old is not None and old.call_id == call_id and cseq <= old.cseq:
-                return self._reply(request, 500, "Out Of Order CSeq")
+                return 500, "Out Of Order CSeq"
         existing = location.lookup(aor.name, now)
         if len(wanted) == 1 and wanted[0].expires > 0:  # the usual REGISTER: one contact
             adding = wanted
@@ -151,21 +179,17 @@ class Registrar:
             new_uris = {w.uri for w in adding}
             kept = [b for b in existing if b.uri not in new_uris]
         if aor.max_contacts <= 0 and adding:
-            return self._reply(request, 403, "Forbidden")
+            return 403, "Forbidden"
         overflow = len(kept) + len(adding) - aor.max_contacts
         if overflow > 0:
             if not aor.remove_existing or len(adding) > aor.max_contacts:
-                return self._reply(request, 403, "Too Many Contacts")
+                return 403, "Too Many Contacts"
             for binding in kept[:overflow]:
-                self.location.remove(aor.name, binding.uri)
+                location.remove(aor.name, binding.uri)
         for uri in removing:
-            if self.location.get(aor.name, uri) is not None:
+            if location.get(aor.name, uri) is not None:
                 log.info("Removed contact '%s' from AOR '%s' due to request", uri, aor.name)
-            self.location.remove(aor.name, uri)
-        # RFC 3327: callway honours Path whatever the AOR's support_path says (chan_pjsip
-        # needs support_path=yes): behind callway balancer it is how a node reaches a phone.
-        path = tuple(request.get_all("path")) if "path" in request else ()
-        user_agent = request.get("user-agent") or ""
+            location.remove(aor.name, uri)
         # One new contact and nothing removed (the usual REGISTER): what the
         # location held for it was read above and has not changed since.
         known = previous if len(adding) == 1 and not removing else None
@@ -183,7 +207,7 @@ class Registrar:
                 call_id,
                 cseq,
                 source,
-                now,
+                now if old is None else old.registered_at,  # a refresh keeps its age
                 path,
                 user_agent,
                 (params.get("+sip.instance") or "").strip('"') if params else "",
@@ -193,13 +217,19 @@ class Registrar:
             location.put(binding)
             for listener in self.listeners:
                 listener(binding)
-        return self._ok(request, aor, now, path)
+        return None
+
+    def contact_values(self, aor: Aor, now: float) -> list[str]:
+        """The Contact values of a 200 to REGISTER: every live binding (§10.3 step 8)."""
+        return [
+            f"<{binding.uri}>{binding.params};expires={binding.remaining(now)}"
+            for binding in self.location.lookup(aor.name, now)
+        ]
 
     def _ok(self, request: Request, aor: Aor, now: float, path: tuple[str, ...] = ()) -> Response:
         response = self._reply(request, 200, "OK")
-        for binding in self.location.lookup(aor.name, now):
-            expires = binding.remaining(now)
-            response.add("Contact", f"<{binding.uri}>{binding.params};expires={expires}")
+        for value in self.contact_values(aor, now):
+            response.add("Contact", value)
         for value in path:
             response.add("Path", value)
         if path:

@@ -48,6 +48,15 @@ class TransactionUser(Protocol):
         """React to one transaction event (may call back into the stack)."""
 
 
+class FastPath(Protocol):
+    """Answers one common kind of request straight from its bytes (the PBX's REGISTER)."""
+
+    def handle(self, data: bytes, source: Address, now: float) -> bytes | None:
+        """The response to send back to ``source``; b"" when handled with nothing to
+        send (e.g. a retransmission, queued in the transaction layer); None: not
+        handled, the message takes the ordinary path (parse, transaction, TU)."""
+
+
 class SipStack:
     """Sockets + transaction layer + TU, driven by the asyncio loop."""
 
@@ -69,6 +78,8 @@ class SipStack:
         self.max_transactions = 0
         self.closed = False
         self.stream_limits: StreamLimits | None = None
+        #: Tried on each message before parsing (after the guard and the trace).
+        self.fast_path: FastPath | None = None
         self.limit_hits: Counter[str] = Counter()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -142,6 +153,21 @@ class SipStack:
         if self.trace is not None:
             self.trace("recv", data, source)
         now = self.clock()
+        fast = self.fast_path
+        limit = self.max_transactions
+        if fast is not None and (not limit or self.transactions.active_transactions < limit):
+            try:
+                reply = fast.handle(data, source, now)
+            except Exception:  # a bug there must not cost the message: the ordinary path
+                log.exception("fast path failed on a message from %s", source)
+                reply = None
+            if reply is not None:
+                if reply:
+                    self.send_bytes(reply, source)
+                    self._arm_timer()  # its Timer J
+                else:
+                    self.pump()  # a retransmission: the layer queued the response again
+                return
         try:
             message = parse_message(data, stream=source.reliable)
             if isinstance(message, Request):
@@ -157,11 +183,13 @@ class SipStack:
             return
         self.pump()
 
+    def _at_limit(self) -> bool:
+        limit = self.max_transactions
+        return bool(limit) and self.transactions.active_transactions >= limit
+
     def _overloaded(self, request: Request) -> bool:
         """RFC 3261 §21.5.4: shed new work beyond the transaction cap."""
-        if not self.max_transactions or request.method in ("ACK", "CANCEL", "BYE"):
-            return False
-        if self.transactions.active_transactions < self.max_transactions:
+        if request.method in ("ACK", "CANCEL", "BYE") or not self._at_limit():
             return False
         self.limit_hits["transactions"] += 1
         if self.limit_hits["transactions"] % 1000 == 1:

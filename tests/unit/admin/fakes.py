@@ -56,6 +56,9 @@ class FakeBackend:
     def registrations(self) -> list[Registration]:
         return list(self.regs)
 
+    def registration_count(self) -> int:
+        return len(self.regs)
+
     def calls(self) -> list[Call]:
         return list(self.active)
 

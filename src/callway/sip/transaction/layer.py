@@ -93,6 +93,16 @@ class _Resting(NamedTuple):
         return parsed
 
 
+def _dead_ref() -> weakref.ref[Response]:
+    gone = Response(200)
+    ref = weakref.ref(gone)
+    del gone
+    return ref
+
+
+_DEAD_REF = _dead_ref()  # a resting response that only ever existed as bytes
+
+
 class TransactionLayer:
     """Owns every client and server transaction of one SIP element."""
 
@@ -226,6 +236,43 @@ class TransactionLayer:
             return  # Timer J is zero over reliable transports: Terminated at once
         deadline = now + interval
         self._resting[key] = _Resting(response.seal(), peer, deadline, weakref.ref(response))
+        self._timer_j.append((deadline, key))
+
+    # -- a shell's fast path (requests answered from their bytes) ----------------
+
+    def absorb_retransmission(self, key: ServerTransactionKey) -> bool | None:
+        """Match a request that never became a :class:`Request` (§17.2.3).
+
+        For a shell that answers a common request straight from its bytes
+        (the PBX's REGISTER): True when it retransmits a request answered
+        within Timer J (the final response is queued again, §17.2.2); None
+        when a live server transaction has that key (the shell must take the
+        ordinary path, which runs the transaction's table); False for a new
+        request.
+        """
+        if key in self._servers:
+            return None
+        resting = self._resting.get(key)
+        if resting is None:
+            return False
+        self._out.messages.append((resting.message(), resting.peer))
+        return True
+
+    def rest_final_response(
+        self, key: ServerTransactionKey, response: bytes, peer: Address, now: float
+    ) -> None:
+        """A final response the shell sent for ``key`` itself: Completed until Timer J.
+
+        Figure 8 without the transaction object: the request was passed to
+        the TU and answered at once, so the transaction goes from Trying
+        straight to Completed, where it absorbs retransmissions for 64*T1
+        over UDP (§17.2.2) and ends at once over a reliable transport.
+        """
+        interval = self._timer_j_interval
+        if peer.reliable or not interval:
+            return
+        deadline = now + interval
+        self._resting[key] = _Resting(response, peer, deadline, _DEAD_REF)
         self._timer_j.append((deadline, key))
 
     def find_invite_server_transaction(self, cancel: Request) -> ServerTransactionKey | None:
