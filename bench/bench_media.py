@@ -84,6 +84,10 @@ JITTER_TARGET_MS = 5.0
 CALLS_PER_CORE_TARGET = 500
 
 
+class StepError(RuntimeError):
+    """A step through the PBX did not get its calls up or down; the message says what sipp saw."""
+
+
 @dataclass
 class Figures:
     name: str
@@ -257,14 +261,17 @@ def through_pbx(
                       "-trace_err", "-error_file", str(step / "uac-errors.log")],
                      step / "uac.out", step, pin)  # fmt: skip
     try:
-        a_relay, b_relay = wait_calls(step, calls, setup + 5.0)
+        a_relay, b_relay = wait_calls(step, calls, setup + 5.0, (uac, uas))
         socks = a_socks + b_socks
         targets = [(HOST, a_relay[port_of(s)]) for s in a_socks]
         targets += [(HOST, b_relay[port_of(s)]) for s in b_socks]
         sent, received, transit, jitter, cpu, drops, tools = traffic(
             socks, targets, duration, server.proc.pid, pin
         )
-        uac.wait(timeout=hold + setup + 40)
+        try:
+            uac.wait(timeout=hold + setup + 40)
+        except subprocess.TimeoutExpired:
+            raise StepError(f"the sipp caller did not end its calls{sipp_tail(step)}") from None
         out = (step / "uac.out").read_text(errors="replace")
         failed = bb.sipp_counter(out, "Failed call")
         ok = bb.sipp_counter(out, "Successful call")
@@ -278,17 +285,34 @@ def through_pbx(
                    failed, tools)  # fmt: skip
 
 
-def wait_calls(step: Path, calls: int, limit: float) -> tuple[dict[int, int], dict[int, int]]:
-    """Wait until both sipps logged the relay port of every call."""
+def wait_calls(
+    step: Path, calls: int, limit: float, sipps: tuple[subprocess.Popen[bytes], ...]
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Wait until both sipps logged the relay port of every call; StepError if they cannot."""
     deadline = time.monotonic() + limit
     while True:
         a = relay_ports(step / "uac-logs.log", "A")
         b = relay_ports(step / "uas-logs.log", "B")
         if len(a) >= calls and len(b) >= calls:
             return a, b
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {len(a)}/{len(b)} of {calls} calls up (see {step})")
+        exited = [p for p in sipps if p.poll() is not None]
+        if exited or time.monotonic() > deadline:
+            why = "a sipp exited" if exited else f"not within {limit:.1f} s"
+            raise StepError(f"only {len(a)}/{len(b)} of {calls} calls up ({why})"
+                             f"{sipp_tail(step)}")  # fmt: skip
         time.sleep(0.2)
+
+
+def sipp_tail(step: Path, lines: int = 8) -> str:
+    """The last lines of the caller's error log and screen: why calls failed."""
+    text = ""
+    for name in ("uac-errors.log", "uac.out", "uas.out"):
+        path = step / name
+        if path.exists():
+            tail = path.read_text(errors="replace").strip().splitlines()[-lines:]
+            if tail:
+                text += f"\n    {name}:\n      " + "\n      ".join(tail)
+    return text
 
 
 # --------------------------------------------------------------- report
@@ -352,7 +376,11 @@ def main(argv: list[str] | None = None) -> int:
                 floor = direct(calls, args.duration, pin) if not args.no_direct else None
                 if floor is not None:
                     row(floor, None)
-                fig = run_step(work, calls, args.duration, pin)
+                try:
+                    fig = run_step(work, calls, args.duration, pin)
+                except StepError as exc:  # a row saying so, and the next step still runs
+                    print(f"{'callway':8s} {calls:5d} step failed: {exc}", flush=True)
+                    continue
                 floor_us = floor.jitter_us[1] if floor is not None else 0
                 row(fig, floor_us)
                 results.append((fig, floor_us))

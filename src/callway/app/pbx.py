@@ -278,6 +278,7 @@ class PbxApp:
             for binding in self.location.expire(now):
                 log.info("contact %s of %s expired", binding.uri, binding.aor)
             self.registrar.log_suppressed()
+            self.calls.log_suppressed()
             self.keepalives.tick(now)
             try:
                 self.store.flush()

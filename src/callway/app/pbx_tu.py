@@ -6,8 +6,9 @@ import logging
 
 from callway.app.b2bua.manager import CallManager
 from callway.app.b2bua.service import CallService
-from callway.ops.logs import call_context, current_call_id
+from callway.ops.logs import current_call_id
 from callway.pbx.core import PbxCore, validation_response
+from callway.sip.message import Message
 from callway.sip.transaction import (
     AckReceived,
     RequestReceived,
@@ -33,17 +34,20 @@ class PbxTransactionUser:
         self.layer = layer
 
     def handle_event(self, event: TransactionEvent, now: float) -> None:
-        """One event from the transaction layer, logged under its message's Call-ID."""
-        if type(event) is RequestReceived:  # the hot path: no context manager
-            token = current_call_id.set(event.request.get("call-id"))
-            try:
-                self._request(event, now)
-            finally:
-                current_call_id.reset(token)
-            return
-        message = getattr(event, "request", None) or getattr(event, "response", None)
-        with call_context(message.get("call-id") if message is not None else None):
+        """One event from the transaction layer, logged under its message's Call-ID.
+
+        The Call-ID is set and reset with the context variable's token, not the
+        generator-based ``call_context``: this runs for every message of every call.
+        """
+        if type(event) is RequestReceived:
+            message: Message | None = event.request
+        else:
+            message = getattr(event, "request", None) or getattr(event, "response", None)
+        token = current_call_id.set(message.get("call-id") if message is not None else None)
+        try:
             self._dispatch(event, now)
+        finally:
+            current_call_id.reset(token)
 
     def _dispatch(self, event: TransactionEvent, now: float) -> None:
         if isinstance(event, RequestReceived):

@@ -207,6 +207,7 @@ class ConferenceRoom:
             raise RoomFullError(f"conference {self.name!r} is full ({self.max_members})")
         loop = self._loop or asyncio.get_running_loop()
         pair = self._pool.allocate(self._host)
+        pair.unpark()  # a relay's parked pair: its discarding readers go, ours come
         latch = Latch(symmetric=symmetric, **self._latch)
         now = loop.time()
         latch.reset(_normalise(remote_rtp, pair.rtp.family), now)

@@ -16,7 +16,12 @@ one (a call then costs no socket creation, bind or close).  Whatever
 arrived on an idle pair (late packets of its last call) is drained before
 it is reused, and the quarantine keeps a just-ended call's stragglers from
 being latched by the next one (RFC 4961 symmetric RTP latches the first
-source heard).  When the cursor reaches a port held idle, it reuses that
+source heard).  A relay that closes its pair on a running event loop *parks*
+it there (:meth:`PortPair.close` with ``park_on``): its sockets keep a reader
+that discards what arrives, so the next call on that loop only swaps the
+reader's callback, and nothing needs draining on reuse (an event loop's
+reader removed and added per call, with a drain, cost more than the rest of
+the relay's set-up).  When the cursor reaches a port held idle, it reuses that
 pair whatever its age, as round robin would.  Idle pairs are not counted in
 :attr:`PortPool.in_use`; :meth:`PortPool.close_idle` unbinds them.
 
@@ -28,6 +33,7 @@ the descriptors and the memory of a burst's pairs are given back.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import resource
 import socket
@@ -60,6 +66,9 @@ class PortPair:
     rtcp: socket.socket
     pool: PortPool | None = field(default=None, repr=False)
     released: bool = field(default=False, repr=False)
+    #: The loop on which both sockets have a reader that discards what arrives (a
+    #: parked pair, see :meth:`close`); whoever uses the pair on that loop replaces it.
+    parked: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
 
     @property
     def rtcp_port(self) -> int:
@@ -71,15 +80,39 @@ class PortPair:
         """True once the pair is given back (its sockets closed or kept idle by the pool)."""
         return self.released
 
-    def close(self) -> None:
-        """Return the pair to its pool, which closes or keeps its sockets (idempotent)."""
+    def close(self, park_on: asyncio.AbstractEventLoop | None = None) -> None:
+        """Return the pair to its pool, which closes or keeps its sockets (idempotent).
+
+        ``park_on``: the running loop on which the caller's readers are still set
+        for both sockets.  If the pool keeps the pair they are replaced by
+        readers that discard (the pair is parked); otherwise they are removed
+        before the sockets close.
+        """
         if self.released:
             return
         self.released = True
         pool, self.pool = self.pool, None
-        if pool is None or not pool.keep(self):
-            self.rtp.close()
-            self.rtcp.close()
+        usable = park_on is not None and not park_on.is_closed()
+        if pool is not None and pool.keep(self):
+            if usable:
+                assert park_on is not None
+                self.parked = park_on
+                _park(park_on, self.rtp, self.rtcp)
+            return
+        if usable:
+            assert park_on is not None
+            park_on.remove_reader(self.rtp.fileno())
+            park_on.remove_reader(self.rtcp.fileno())
+        self.unpark()
+        self.rtp.close()
+        self.rtcp.close()
+
+    def unpark(self) -> None:
+        """Remove the discarding readers of a parked pair (before its sockets close)."""
+        loop, self.parked = self.parked, None
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(self.rtp.fileno())
+            loop.remove_reader(self.rtcp.fileno())
 
 
 class PortPool:
@@ -109,8 +142,8 @@ class PortPool:
         self._clock = clock
         self._cursor = start
         self._in_use: set[tuple[str, int]] = set()
-        # Idle pairs by (host, port), oldest release first: (released at, rtp, rtcp).
-        self._idle: dict[tuple[str, int], tuple[float, socket.socket, socket.socket]] = {}
+        # Idle pairs by (host, port), oldest release first: (released at, the pair).
+        self._idle: dict[tuple[str, int], tuple[float, PortPair]] = {}
 
     @property
     def capacity(self) -> int:
@@ -133,10 +166,10 @@ class PortPool:
         idle = self._idle
         if idle:
             key = next(iter(idle))
-            released, rtp, rtcp = idle[key]
+            released, old = idle[key]
             if key[0] == host and self._clock() - released >= self.quarantine:
                 del idle[key]
-                return self._reuse(key, rtp, rtcp)
+                return self._reuse(old)
         for _ in range(self.capacity):
             port = self._cursor
             self._cursor = port + 2 if port + 3 <= self.end else self.start
@@ -145,7 +178,7 @@ class PortPool:
                 continue
             entry = idle.pop(key, None)
             if entry is not None:  # round robin came back to an idle pair: reuse it
-                return self._reuse(key, entry[1], entry[2])
+                return self._reuse(entry[1])
             pair = self._bind(host, port)
             if pair is not None:
                 self._in_use.add(key)
@@ -161,7 +194,7 @@ class PortPool:
         self._in_use.discard(key)
         if len(self._idle) >= self.keep_idle or pair.rtp.fileno() < 0:
             return False
-        self._idle[key] = (self._clock(), pair.rtp, pair.rtcp)
+        self._idle[key] = (self._clock(), pair)
         return True
 
     def forget(self, pair: PortPair) -> None:
@@ -175,9 +208,10 @@ class PortPool:
     def close_idle(self) -> None:
         """Unbind every idle pair (e.g. on shutdown)."""
         idle, self._idle = self._idle, {}
-        for _, rtp, rtcp in idle.values():
-            rtp.close()
-            rtcp.close()
+        for _, pair in idle.values():
+            pair.unpark()
+            pair.rtp.close()
+            pair.rtcp.close()
 
     def expire_idle(self) -> int:
         """Unbind the pairs idle for ``idle_timeout`` seconds or more; how many."""
@@ -186,24 +220,30 @@ class PortPool:
             return 0
         limit = self._clock() - self.idle_timeout
         stale = []
-        for key, (released, _, _) in idle.items():  # oldest release first
+        for key, (released, _) in idle.items():  # oldest release first
             if released > limit:
                 break
             stale.append(key)
         for key in stale:
-            _, rtp, rtcp = idle.pop(key)
-            rtp.close()
-            rtcp.close()
+            _, pair = idle.pop(key)
+            pair.unpark()  # a parked pair's readers go before its sockets close
+            pair.rtp.close()
+            pair.rtcp.close()
         if not idle:  # a dict keeps its largest table: start small again
             self._idle = {}
         return len(stale)
 
-    def _reuse(self, key: tuple[str, int], rtp: socket.socket, rtcp: socket.socket) -> PortPair:
-        """An idle pair handed out again, emptied of what arrived while it was idle."""
-        _drain(rtp)
-        _drain(rtcp)
-        self._in_use.add(key)
-        return PortPair(key[0], key[1], rtp, rtcp, self)
+    def _reuse(self, old: PortPair) -> PortPair:
+        """An idle pair handed out again, emptied of what arrived while it was idle.
+
+        A parked pair's readers already discarded that; it stays parked for
+        its next user to take over on the same loop.
+        """
+        if old.parked is None:
+            _drain(old.rtp)
+            _drain(old.rtcp)
+        self._in_use.add((old.host, old.rtp_port))
+        return PortPair(old.host, old.rtp_port, old.rtp, old.rtcp, self, parked=old.parked)
 
     def _bind(self, host: str, port: int) -> PortPair | None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -221,6 +261,12 @@ class PortPool:
         rtp.setblocking(False)
         rtcp.setblocking(False)
         return PortPair(host, port, rtp, rtcp, self)
+
+
+def _park(loop: asyncio.AbstractEventLoop, rtp: socket.socket, rtcp: socket.socket) -> None:
+    """Readers on both sockets that discard what arrives (an idle pair's stragglers)."""
+    loop.add_reader(rtp.fileno(), _drain, rtp)
+    loop.add_reader(rtcp.fileno(), _drain, rtcp)
 
 
 def _drain(sock: socket.socket) -> None:

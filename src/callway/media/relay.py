@@ -397,11 +397,14 @@ class RelaySession:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        loop = self._loop if self._loop is not None and not self._loop.is_closed() else None
         for leg in (self.a, self.b):
-            if self._loop is not None and not self._loop.is_closed():
-                self._loop.remove_reader(leg.rtp.sock.fileno())
-                self._loop.remove_reader(leg.rtcp.sock.fileno())
-            leg.pair.close()
+            if leg.pair.released:  # given back behind our back: just stop reading
+                if loop is not None and leg.rtp.sock.fileno() >= 0:
+                    loop.remove_reader(leg.rtp.sock.fileno())
+                    loop.remove_reader(leg.rtcp.sock.fileno())
+            else:  # parked on the loop: our readers become discarding ones
+                leg.pair.close(park_on=loop)
             # endpoint -> leg and transforms bound to the leg are cycles: drop them so
             # the call is freed by reference counting, not left to the collector
             leg.rtp.leg = None
@@ -415,7 +418,12 @@ class RelaySession:
         self.close()
 
     def _register(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Our readers on the four sockets; a pair parked on this loop only swaps callbacks."""
         a, b = self.a, self.b
+        for leg in (a, b):
+            if leg.pair.parked is not loop:
+                leg.pair.unpark()  # parked on another loop (or not at all)
+            leg.pair.parked = None  # the readers are ours until close() parks them again
         loop.add_reader(a.rtp.sock.fileno(), self._reader(a.rtp), a.rtp, b.rtp)
         loop.add_reader(b.rtp.sock.fileno(), self._reader(b.rtp), b.rtp, a.rtp)
         loop.add_reader(a.rtcp.sock.fileno(), self._pump, a.rtcp, b.rtcp)

@@ -242,6 +242,64 @@ def test_close_releases_ports_and_stops_relaying(pool: PortPool) -> None:
     run(scenario)
 
 
+def test_closed_pair_is_parked_then_serves_the_next_call_on_the_loop(pool: PortPool) -> None:
+    """A pair kept idle stays read (stragglers discarded); the next session takes it over."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        phone_a, phone_b = phone(), phone()
+        pool.quarantine = 0.0
+        first = RelaySession(pool, host=HOST, symmetric=True)
+        first.b.set_remote(address(phone_b))
+        first.start()
+        relay_a = (HOST, first.a.local_port)
+        first.close()
+        assert pool.idle == 2 and pool.in_use == 0
+        phone_a.sendto(rtp(0, 1), relay_a)  # a straggler of the ended call
+        await asyncio.sleep(0.05)  # the parked reader discards it
+        with RelaySession(pool, host=HOST, symmetric=True) as second:
+            assert {second.a.local_port, second.b.local_port} == {relay_a[1], first.b.local_port}
+            assert second.a.pair.parked is loop  # handed over without touching the loop
+            second.b.set_remote(address(phone_b))
+            second.a.set_remote(address(phone_a))
+            second.start()
+            assert second.a.pair.parked is None and second.b.pair.parked is None
+            assert await nothing_arrives(phone_b)  # the straggler was not relayed
+            source = second.a if second.a.local_port == relay_a[1] else second.b
+            target = phone_b if source is second.a else phone_a
+            phone_a.sendto(rtp(0, 2), (HOST, source.local_port))
+            data, _ = await receive(target)
+            assert parse_rtp_header(data).sequence == 2
+        pool.close_idle()  # removes the parked readers before closing the sockets
+        assert pool.idle == 0
+        phone_a.close()
+        phone_b.close()
+
+    run(scenario)
+
+
+def test_expired_parked_pair_leaves_the_loop_first(pool: PortPool) -> None:
+    """An idle pair unbound by expire_idle has its discarding readers removed first."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        session = RelaySession(pool, host=HOST)
+        fds = {e.sock.fileno() for leg in (session.a, session.b) for e in (leg.rtp, leg.rtcp)}
+        session.start()
+        session.close()
+        assert pool.idle == 2
+        for fd in fds:  # parked: still read, and discarded
+            assert loop.remove_reader(fd)
+            loop.add_reader(fd, lambda: None)
+        pool.idle_timeout = 0.0
+        assert pool.expire_idle() == 2
+        for fd in fds:  # no reader left on a closed socket
+            assert not loop.remove_reader(fd)
+        await asyncio.sleep(0.05)  # the loop still runs
+
+    run(scenario)
+
+
 def test_second_allocation_failure_releases_the_first() -> None:
     start = random.randrange(40000, 58000, 2)
     tiny = PortPool(HOST, start, start + 1)

@@ -84,6 +84,7 @@ class Channel:
         self.call_ids: list[str] = [leg.invite.call_id]  # the caller's, then each callee leg's
         self.on_call_id: Callable[[str], None] | None = None  # told each new callee leg's
         self.on_end: list[Callable[[], None]] = []  # called once the channel is over
+        self.logged = True  # its start and end are logged (the service's per-second budget)
         leg.listener = None
 
     # -- lifecycle --------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from callway.app.b2bua.manager import CallManager
 from callway.app.b2bua.media import CallMedia
 from callway.app.b2bua.player import PromptError, RtpPlayer, find_prompt, load_pcm
 from callway.core.address import Address
+from callway.core.logbudget import LogBudget
 from callway.media.conference import RoomRegistry
 from callway.media.ports import PortPool, PortsExhaustedError
 from callway.pbx.auth import Authenticator
@@ -36,6 +37,10 @@ from callway.store.cdr import CdrRow, SqliteCdrStore
 from callway.store.redis_state import RedisState
 
 log = logging.getLogger("callway.calls")
+
+#: Calls a second whose "new call" and "ended" lines are logged; the others are
+#: counted and summed up by :meth:`CallService.log_suppressed` (the CDRs keep every call).
+CALL_LINES_PER_SECOND = 20
 
 
 @dataclass(slots=True)
@@ -104,6 +109,16 @@ class CallService:
         self.on_record: list[Callable[[CallRecord], None]] = []
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        #: "new call"/"ended" lines: both for the first calls of each second, none for
+        #: the rest (at 200 calls a second they cost more CPU than the SDP work).
+        self.call_log = LogBudget(CALL_LINES_PER_SECOND)
+
+    def log_suppressed(self) -> None:
+        """Log how many calls the budget kept out of the log since the last call."""
+        count = self.call_log.take_suppressed()
+        if count:
+            log.info("%d more calls started (not logged one by one: at most %d a second)",
+                     count, self.call_log.per_second)  # fmt: skip
 
     def stats(self) -> dict[str, int]:
         """Live counts for leak checks: what must drop to zero once calls end."""
@@ -138,8 +153,10 @@ class CallService:
         channel = Channel(self, leg, endpoint, uri.user or "s", uid)
         self.channels[uid] = channel
         publish(channel, "call_started")
-        log.info("new call %s from %s to %s", channel.name, endpoint.name, uri.user,
-                 extra={"call_id": request.call_id})  # fmt: skip
+        channel.logged = self.call_log.allow(channel.started)
+        if channel.logged:
+            log.info("new call %s from %s to %s", channel.name, endpoint.name, uri.user,
+                     extra={"call_id": request.call_id})  # fmt: skip
         if self.cluster is not None:
             self.cluster.record_dialog(request.call_id)
         task = asyncio.get_running_loop().create_task(channel.run())
@@ -232,5 +249,6 @@ class CallService:
                 callback(record)
             except Exception:
                 log.exception("CDR writer failed for %s", channel.name)
-        log.info("call %s ended: %s", channel.name, record.disposition)
+        if channel.logged:
+            log.info("call %s ended: %s", channel.name, record.disposition)
         publish(channel, "call_ended", disposition=record.disposition, billsec=record.billsec)
