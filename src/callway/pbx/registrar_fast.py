@@ -105,7 +105,8 @@ class FastRegistrar:
         self.server = server
         self.answered = 0  # REGISTERs answered here (the rest took the ordinary path)
         self._users: dict[str, str | None] = {}
-        self._contacts: dict[str, str | None] = {}
+        self._tos: dict[str, str | None] = {}
+        self._contacts: dict[str, tuple[str, int | None] | None] = {}
 
     def handle(self, data: bytes, source: Address, now: float) -> bytes | None:
         """The 200 OK to send to ``source``; b"" for a retransmission; None: ordinary path."""
@@ -160,35 +161,36 @@ class FastRegistrar:
             return None
         found = _via_key(values["via"], source)
         from_match = _FROM_RE.fullmatch(values["from"])
-        to_match = _TO_RE.fullmatch(values["to"])
-        contact_match = _CONTACT_RE.fullmatch(values["contact"])
         cseq_match = _CSEQ_RE.fullmatch(values["cseq"])
         call_id = values["call-id"]
-        if not (found and from_match and to_match and contact_match and cseq_match):
+        if not (found and from_match and cseq_match):
             return None
         if not _CALLID_RE.fullmatch(call_id):
             return None
         from_user = self._user(from_match.group(1))
-        to_user = self._user(to_match.group(1))
-        contact = self._contact(contact_match.group(1))
+        to_user = self._to_user(values["to"])
+        contact = self._contact(values["contact"])
         cseq = int(cseq_match.group(1))
         if not from_user or not to_user or contact is None or cseq > _MAX_CSEQ:
             return None  # no user to identify, no AOR: the ordinary path answers
-        contact_expires = contact_match.group(2)
-        if contact_expires is not None and int(contact_expires) > _MAX_32:
-            return None  # beyond delta-seconds (§25.1): 400 on the ordinary path
         key, via = found
-        return _Fields(
-            values,
-            key,
-            via,
-            from_user,
-            to_user,
-            contact,
-            None if contact_expires is None else int(contact_expires),
-            call_id,
-            cseq,
-        )
+        return _Fields(values, key, via, from_user, to_user, contact[0], contact[1], call_id, cseq)
+
+    def _to_user(self, value: str) -> str | None:
+        """The AOR name of a To value (no tag: a REGISTER opens no dialog), else None.
+
+        Memoised by the whole value: a phone's To never changes between refreshes.
+        """
+        memo = self._tos
+        user = memo.get(value, _UNKNOWN)
+        if user is not _UNKNOWN:
+            return user
+        match = _TO_RE.fullmatch(value)
+        user = self._user(match.group(1)) if match else None
+        if len(memo) >= _MEMO_MAX:
+            memo.clear()
+        memo[value] = user
+        return user
 
     def _user(self, text: str) -> str | None:
         """The user part of a SIP URI without headers (§19.1.1; "" without a user), else None.
@@ -210,19 +212,30 @@ class FastRegistrar:
         memo[text] = user
         return user
 
-    def _contact(self, text: str) -> str | None:
-        """The contact URI as the ordinary path stores it (its parsed form, re-serialised)."""
+    def _contact(self, value: str) -> tuple[str, int | None] | None:
+        """A Contact value's URI as the ordinary path stores it, and its expires param.
+
+        The URI is its parsed form re-serialised; None when the value is not of
+        the fast path's shape or its expires is beyond delta-seconds (§25.1:
+        400 on the ordinary path).  Memoised by the whole value.
+        """
         memo = self._contacts
-        if text in memo:
-            return memo[text]
-        try:
-            stored: str | None = str(parse_uri(text))
-        except ParseError:
-            stored = None
+        if value in memo:
+            return memo[value]
+        found: tuple[str, int | None] | None = None
+        match = _CONTACT_RE.fullmatch(value)
+        if match is not None:
+            uri, expires = match.groups()
+            try:
+                stored = str(parse_uri(uri))
+            except ParseError:
+                stored = None
+            if stored is not None and (expires is None or int(expires) <= _MAX_32):
+                found = stored, None if expires is None else int(expires)
         if len(memo) >= _MEMO_MAX:
             memo.clear()
-        memo[text] = stored
-        return stored
+        memo[value] = found
+        return found
 
     # -- answering -----------------------------------------------------------------
 
