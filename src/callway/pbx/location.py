@@ -111,12 +111,19 @@ class Location:
         """The binding of ``uri`` under ``aor``."""
         return self._bindings.get(aor, {}).get(uri)
 
+    def bindings_of(self, aor: str) -> dict[str, Binding] | None:
+        """The bindings of ``aor`` by URI, expired ones included (read only), or None."""
+        return self._bindings.get(aor)
+
     def put(self, binding: Binding) -> None:
         """Add or refresh a binding."""
-        old = self.get(binding.aor, binding.uri)
+        found = self._bindings.get(binding.aor)
+        if found is None:
+            found = self._bindings[binding.aor] = {}
+        old = found.get(binding.uri)
         if old is not None and old.registered_at != binding.registered_at:
             binding = _registered_since(binding, old.registered_at)
-        self._bindings.setdefault(binding.aor, {})[binding.uri] = binding
+        found[binding.uri] = binding
         self._store.save(binding)
 
     def remove(self, aor: str, uri: str) -> None:
