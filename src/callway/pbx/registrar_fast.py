@@ -31,6 +31,7 @@ it).  Sans-I/O.
 from __future__ import annotations
 
 import re
+from itertools import repeat
 from typing import NamedTuple
 
 from callway.core.address import Address
@@ -138,18 +139,17 @@ class FastRegistrar:
         except UnicodeDecodeError:
             return None
         lines = text.split("\r\n")
-        request_line = lines[0]
+        request_line = lines.pop(0)
         if not request_line.endswith(" SIP/2.0") or self._user(request_line[9:-8]) is None:
             return None
-        values: dict[str, str] = {}
-        names = _NAMES
-        for line in lines[1:]:
-            name, _colon, value = line.partition(":")
-            key = names.get(name)
-            if key is None:
-                return None
-            values[key] = value.strip()
-        if len(values) != len(lines) - 1 or not values.keys() >= _MANDATORY:
+        try:
+            values = {
+                _NAMES[name]: value.strip()
+                for name, _colon, value in map(str.partition, lines, repeat(":"))
+            }
+        except KeyError:
+            return None  # a header the fast path does not read
+        if len(values) != len(lines) or not values.keys() >= _MANDATORY:
             return None  # a repeated header, a mandatory one missing
         try:
             return self._fields(values, source)
@@ -272,20 +272,17 @@ class FastRegistrar:
 
     def _ok(self, fields: _Fields, contacts: list[str]) -> bytes:
         """The 200 OK as ``make_response`` + ``PbxCore.respond`` would serialise it."""
-        lines = ["SIP/2.0 200 OK"]
         stamped = fields.via
-        if stamped is not None:  # SipStack's stamping moved the Via to the top
-            lines.append(f"Via: {stamped}")
-        for key, value in fields.values.items():
-            if key in _COPIED:
-                if key == "to":
-                    value = f"{value};tag={self.registrar.auth.tag()}"
-                elif key == "via" and stamped is not None:
-                    continue
-                lines.append(f"{_CANONICAL[key]}: {value}")
+        # SipStack's stamping moved a stamped Via to the top (§18.2.1).
+        lines = ["SIP/2.0 200 OK"] if stamped is None else ["SIP/2.0 200 OK", f"Via: {stamped}"]
+        tag = self.registrar.auth.tag()
+        lines += [
+            f"To: {value};tag={tag}" if key == "to" else f"{_CANONICAL[key]}: {value}"
+            for key, value in fields.values.items()
+            if key in _COPIED and (stamped is None or key != "via")
+        ]
         lines += [f"Contact: {value}" for value in contacts]
-        lines.append(f"Server: {self.server}")
-        lines.append("Content-Length: 0\r\n\r\n")
+        lines.append(f"Server: {self.server}\r\nContent-Length: 0\r\n\r\n")
         return "\r\n".join(lines).encode("utf-8", "surrogateescape")
 
 
