@@ -234,21 +234,33 @@ class Registrar:
         path: tuple[str, ...],
         user_agent: str,
     ) -> tuple[int, str] | Literal[False] | None:
-        """:meth:`bind` for one contact when the AOR holds no other (False: it does).
+        """:meth:`bind` for one contact when the AOR holds at most one binding (else False).
 
-        The usual REGISTER, a refresh above all: nothing to count against
-        ``max_contacts`` (at least 1 once allowed) and nothing to remove, so
-        the binding is written at once.  Same outcome as the general case.
+        The usual REGISTER: a refresh of the AOR's contact, or a phone that
+        came back from another address or port replacing it (``max_contacts=1``
+        with ``remove_existing``).  Same outcome as the general case, without
+        its lists and sets.
         """
         uri = item.uri
-        held = self.location.bindings_of(aor.name)
-        old = held.get(uri) if held else None
-        if held and (len(held) > 1 or old is None):
-            return False  # other contacts: the general case counts and removes
+        location = self.location
+        held = location.bindings_of(aor.name)
+        old = other = None
+        if held:
+            if len(held) > 1:
+                return False  # several contacts: the general case counts and removes
+            [other] = held.values()
+            if other.uri == uri:
+                old, other = other, None
+            elif other.expires_at <= now:
+                other = None  # expired, not yet swept: not counted (as lookup)
         if old is not None and old.call_id == call_id and cseq <= old.cseq:
             return 500, "Out Of Order CSeq"
         if aor.max_contacts <= 0:
             return 403, "Forbidden"
+        if other is not None and aor.max_contacts < 2:
+            if not aor.remove_existing:
+                return 403, "Too Many Contacts"
+            location.remove(aor.name, other.uri)
         if old is None and self.added_log.allow(now):
             log.info("Added contact '%s' to AOR '%s' with expiration of %d seconds",
                      uri, aor.name, item.expires)  # fmt: skip
@@ -267,7 +279,7 @@ class Registrar:
             (params.get("reg-id") or "") if params else "",
             format_params(params) if params else "",
         )
-        self.location.put(binding)
+        location.put(binding)
         for listener in self.listeners:
             listener(binding)
         return None
