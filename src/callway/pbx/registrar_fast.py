@@ -73,6 +73,14 @@ _CONTACT_RE = re.compile(f"{_DISPLAY}{_URI}(?:;expires=([0-9]{{1,10}}))?")
 _PLAIN_VIA_RE = re.compile(
     rf"SIP/2\.0/UDP ([A-Za-z0-9_\-.]+)(?::([0-9]{{1,5}}))?;branch=({MAGIC_COOKIE}{_TOKEN})"
 )
+# A SIP URI that parse_uri reads and str() writes back unchanged (no need to parse a
+# new contact): lower-case scheme, a port 1-65535 without leading zero, at most one
+# parameter with its name in lower case (a second one could repeat the name).
+_CANONICAL_URI_RE = re.compile(
+    r"sips?:(?:[A-Za-z0-9\-_.!~*'()&=+$,]+@)?[A-Za-z0-9_\-.]+"
+    r"(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+    r"(?:;[^;?@\x00-\x20<>\"\x7f=A-Z]+(?:=[^;?@\x00-\x20<>\"\x7f]*)?)?"
+)
 _CSEQ_RE = re.compile(r"([0-9]{1,10}) REGISTER")
 _WORD = r"""[A-Za-z0-9\-.!%*_+`'~()<>:\\"/\[\]?{}]+"""
 _CALLID_RE = re.compile(f"{_WORD}(?:@{_WORD})?")  # §25.1 callid, as validate.py
@@ -226,10 +234,7 @@ class FastRegistrar:
         match = _CONTACT_RE.fullmatch(value)
         if match is not None:
             uri, expires = match.groups()
-            try:
-                stored = str(parse_uri(uri))
-            except ParseError:
-                stored = None
+            stored = uri if _CANONICAL_URI_RE.fullmatch(uri) else _reserialised(uri)
             if stored is not None and (expires is None or int(expires) <= _MAX_32):
                 found = stored, None if expires is None else int(expires)
         if len(memo) >= _MEMO_MAX:
@@ -284,6 +289,14 @@ class FastRegistrar:
         lines += [f"Contact: {value}" for value in contacts]
         lines.append(f"Server: {self.server}\r\nContent-Length: 0\r\n\r\n")
         return "\r\n".join(lines).encode("utf-8", "surrogateescape")
+
+
+def _reserialised(uri: str) -> str | None:
+    """``str(parse_uri(uri))``; None when it is not a URI."""
+    try:
+        return str(parse_uri(uri))
+    except ParseError:
+        return None
 
 
 def _via_key(text: str, source: Address) -> tuple[ServerTransactionKey, str | None] | None:
