@@ -7,6 +7,7 @@ through a :class:`LocationStore` so registrations survive a restart.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Protocol
@@ -85,6 +86,10 @@ class Location:
     def __init__(self, store: LocationStore | None = None) -> None:
         self._store: LocationStore = store or MemoryStore()
         self._bindings: dict[str, dict[str, Binding]] = {}
+        #: No binding expires before this (a lower bound: a refresh or a removal
+        #: leaves it behind).  Until then :meth:`expire` and :meth:`count` need
+        #: no pass over every binding (they run a few times a second).
+        self._earliest = math.inf
 
     def restore(self, now: float) -> int:
         """Load stored bindings that have not expired; return how many."""
@@ -92,6 +97,7 @@ class Location:
         for binding in self._store.load():
             if binding.expires_at > now:
                 self._bindings.setdefault(binding.aor, {})[binding.uri] = binding
+                self._earliest = min(self._earliest, binding.expires_at)
                 count += 1
             else:
                 self._store.delete(binding.aor, binding.uri)
@@ -111,12 +117,21 @@ class Location:
         """The binding of ``uri`` under ``aor``."""
         return self._bindings.get(aor, {}).get(uri)
 
+    def bindings_of(self, aor: str) -> dict[str, Binding] | None:
+        """The bindings of ``aor`` by URI, expired ones included (read only), or None."""
+        return self._bindings.get(aor)
+
     def put(self, binding: Binding) -> None:
         """Add or refresh a binding."""
-        old = self.get(binding.aor, binding.uri)
+        found = self._bindings.get(binding.aor)
+        if found is None:
+            found = self._bindings[binding.aor] = {}
+        old = found.get(binding.uri)
         if old is not None and old.registered_at != binding.registered_at:
             binding = _registered_since(binding, old.registered_at)
-        self._bindings.setdefault(binding.aor, {})[binding.uri] = binding
+        found[binding.uri] = binding
+        if binding.expires_at < self._earliest:
+            self._earliest = binding.expires_at
         self._store.save(binding)
 
     def remove(self, aor: str, uri: str) -> None:
@@ -134,6 +149,8 @@ class Location:
 
     def count(self, now: float) -> int:
         """How many bindings are live (what :meth:`all` would list, without building it)."""
+        if now < self._earliest:
+            return sum(map(len, self._bindings.values()))  # all of them
         return sum(
             1 for found in self._bindings.values() for b in found.values() if b.expires_at > now
         )
@@ -149,9 +166,27 @@ class Location:
 
     def expire(self, now: float) -> list[Binding]:
         """Drop bindings whose time has come; return them."""
-        gone = [
-            b for found in self._bindings.values() for b in found.values() if b.expires_at <= now
-        ]
+        gone = self._due(now)
         for binding in gone:
             self.remove(binding.aor, binding.uri)
         return gone
+
+    def _due(self, now: float) -> list[Binding]:
+        """The bindings expired at ``now`` (none before :attr:`_earliest`); renews the bound."""
+        if now < self._earliest:
+            return []
+        gone = []
+        earliest = math.inf
+        for found in self._bindings.values():
+            for binding in found.values():
+                if binding.expires_at <= now:
+                    gone.append(binding)
+                elif binding.expires_at < earliest:
+                    earliest = binding.expires_at
+        self._earliest = earliest
+        return gone
+
+    def _note(self, binding: Binding) -> None:
+        """Hold :attr:`_earliest` below a binding written without :meth:`put`."""
+        if binding.expires_at < self._earliest:
+            self._earliest = binding.expires_at

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from callway.core.address import Address
 from callway.core.logbudget import LogBudget
@@ -160,6 +160,10 @@ class Registrar:
         Return the (status, reason) of a refusal, in which case nothing was
         changed; None once the bindings are in the location service.
         """
+        if len(wanted) == 1 and wanted[0].expires > 0:
+            lean = self._bind_alone(aor, wanted[0], call_id, cseq, source, now, path, user_agent)
+            if lean is not False:
+                return lean
         location = self.location
         previous: dict[str, Binding | None] = {}
         for item in wanted:
@@ -217,6 +221,67 @@ class Registrar:
             location.put(binding)
             for listener in self.listeners:
                 listener(binding)
+        return None
+
+    def _bind_alone(
+        self,
+        aor: Aor,
+        item: ContactRequest,
+        call_id: str,
+        cseq: int,
+        source: Address,
+        now: float,
+        path: tuple[str, ...],
+        user_agent: str,
+    ) -> tuple[int, str] | Literal[False] | None:
+        """:meth:`bind` for one contact when the AOR holds at most one binding (else False).
+
+        The usual REGISTER: a refresh of the AOR's contact, or a phone that
+        came back from another address or port replacing it (``max_contacts=1``
+        with ``remove_existing``).  Same outcome as the general case, without
+        its lists and sets.
+        """
+        uri = item.uri
+        location = self.location
+        held = location.bindings_of(aor.name)
+        old = other = None
+        if held:
+            if len(held) > 1:
+                return False  # several contacts: the general case counts and removes
+            [other] = held.values()
+            if other.uri == uri:
+                old, other = other, None
+            elif other.expires_at <= now:
+                other = None  # expired, not yet swept: not counted (as lookup)
+        if old is not None and old.call_id == call_id and cseq <= old.cseq:
+            return 500, "Out Of Order CSeq"
+        if aor.max_contacts <= 0:
+            return 403, "Forbidden"
+        if other is not None and aor.max_contacts < 2:
+            if not aor.remove_existing:
+                return 403, "Too Many Contacts"
+            location.remove(aor.name, other.uri)
+        if old is None and self.added_log.allow(now):
+            log.info("Added contact '%s' to AOR '%s' with expiration of %d seconds",
+                     uri, aor.name, item.expires)  # fmt: skip
+        params = item.params
+        binding = Binding(
+            aor.name,
+            uri,
+            now + item.expires,
+            call_id,
+            cseq,
+            source,
+            now if old is None else old.registered_at,  # a refresh keeps its age
+            path,
+            user_agent,
+            (params.get("+sip.instance") or "").strip('"') if params else "",
+            (params.get("reg-id") or "") if params else "",
+            format_params(params) if params else "",
+        )
+        location.put(binding)
+        for listener in self.listeners:
+            listener(binding)
         return None
 
     def contact_values(self, aor: Aor, now: float) -> list[str]:

@@ -31,6 +31,7 @@ it).  Sans-I/O.
 from __future__ import annotations
 
 import re
+from itertools import repeat
 from typing import NamedTuple
 
 from callway.core.address import Address
@@ -72,6 +73,14 @@ _CONTACT_RE = re.compile(f"{_DISPLAY}{_URI}(?:;expires=([0-9]{{1,10}}))?")
 _PLAIN_VIA_RE = re.compile(
     rf"SIP/2\.0/UDP ([A-Za-z0-9_\-.]+)(?::([0-9]{{1,5}}))?;branch=({MAGIC_COOKIE}{_TOKEN})"
 )
+# A SIP URI that parse_uri reads and str() writes back unchanged (no need to parse a
+# new contact): lower-case scheme, a port 1-65535 without leading zero, at most one
+# parameter with its name in lower case (a second one could repeat the name).
+_CANONICAL_URI_RE = re.compile(
+    r"sips?:(?:[A-Za-z0-9\-_.!~*'()&=+$,]+@)?[A-Za-z0-9_\-.]+"
+    r"(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+    r"(?:;[^;?@\x00-\x20<>\"\x7f=A-Z]+(?:=[^;?@\x00-\x20<>\"\x7f]*)?)?"
+)
 _CSEQ_RE = re.compile(r"([0-9]{1,10}) REGISTER")
 _WORD = r"""[A-Za-z0-9\-.!%*_+`'~()<>:\\"/\[\]?{}]+"""
 _CALLID_RE = re.compile(f"{_WORD}(?:@{_WORD})?")  # §25.1 callid, as validate.py
@@ -105,7 +114,8 @@ class FastRegistrar:
         self.server = server
         self.answered = 0  # REGISTERs answered here (the rest took the ordinary path)
         self._users: dict[str, str | None] = {}
-        self._contacts: dict[str, str | None] = {}
+        self._tos: dict[str, str | None] = {}
+        self._contacts: dict[str, tuple[str, int | None] | None] = {}
 
     def handle(self, data: bytes, source: Address, now: float) -> bytes | None:
         """The 200 OK to send to ``source``; b"" for a retransmission; None: ordinary path."""
@@ -137,18 +147,17 @@ class FastRegistrar:
         except UnicodeDecodeError:
             return None
         lines = text.split("\r\n")
-        request_line = lines[0]
+        request_line = lines.pop(0)
         if not request_line.endswith(" SIP/2.0") or self._user(request_line[9:-8]) is None:
             return None
-        values: dict[str, str] = {}
-        names = _NAMES
-        for line in lines[1:]:
-            name, _colon, value = line.partition(":")
-            key = names.get(name)
-            if key is None:
-                return None
-            values[key] = value.strip()
-        if len(values) != len(lines) - 1 or not values.keys() >= _MANDATORY:
+        try:
+            values = {
+                _NAMES[name]: value.strip()
+                for name, _colon, value in map(str.partition, lines, repeat(":"))
+            }
+        except KeyError:
+            return None  # a header the fast path does not read
+        if len(values) != len(lines) or not values.keys() >= _MANDATORY:
             return None  # a repeated header, a mandatory one missing
         try:
             return self._fields(values, source)
@@ -160,35 +169,36 @@ class FastRegistrar:
             return None
         found = _via_key(values["via"], source)
         from_match = _FROM_RE.fullmatch(values["from"])
-        to_match = _TO_RE.fullmatch(values["to"])
-        contact_match = _CONTACT_RE.fullmatch(values["contact"])
         cseq_match = _CSEQ_RE.fullmatch(values["cseq"])
         call_id = values["call-id"]
-        if not (found and from_match and to_match and contact_match and cseq_match):
+        if not (found and from_match and cseq_match):
             return None
         if not _CALLID_RE.fullmatch(call_id):
             return None
         from_user = self._user(from_match.group(1))
-        to_user = self._user(to_match.group(1))
-        contact = self._contact(contact_match.group(1))
+        to_user = self._to_user(values["to"])
+        contact = self._contact(values["contact"])
         cseq = int(cseq_match.group(1))
         if not from_user or not to_user or contact is None or cseq > _MAX_CSEQ:
             return None  # no user to identify, no AOR: the ordinary path answers
-        contact_expires = contact_match.group(2)
-        if contact_expires is not None and int(contact_expires) > _MAX_32:
-            return None  # beyond delta-seconds (§25.1): 400 on the ordinary path
         key, via = found
-        return _Fields(
-            values,
-            key,
-            via,
-            from_user,
-            to_user,
-            contact,
-            None if contact_expires is None else int(contact_expires),
-            call_id,
-            cseq,
-        )
+        return _Fields(values, key, via, from_user, to_user, contact[0], contact[1], call_id, cseq)
+
+    def _to_user(self, value: str) -> str | None:
+        """The AOR name of a To value (no tag: a REGISTER opens no dialog), else None.
+
+        Memoised by the whole value: a phone's To never changes between refreshes.
+        """
+        memo = self._tos
+        user = memo.get(value, _UNKNOWN)
+        if user is not _UNKNOWN:
+            return user
+        match = _TO_RE.fullmatch(value)
+        user = self._user(match.group(1)) if match else None
+        if len(memo) >= _MEMO_MAX:
+            memo.clear()
+        memo[value] = user
+        return user
 
     def _user(self, text: str) -> str | None:
         """The user part of a SIP URI without headers (§19.1.1; "" without a user), else None.
@@ -210,19 +220,27 @@ class FastRegistrar:
         memo[text] = user
         return user
 
-    def _contact(self, text: str) -> str | None:
-        """The contact URI as the ordinary path stores it (its parsed form, re-serialised)."""
+    def _contact(self, value: str) -> tuple[str, int | None] | None:
+        """A Contact value's URI as the ordinary path stores it, and its expires param.
+
+        The URI is its parsed form re-serialised; None when the value is not of
+        the fast path's shape or its expires is beyond delta-seconds (§25.1:
+        400 on the ordinary path).  Memoised by the whole value.
+        """
         memo = self._contacts
-        if text in memo:
-            return memo[text]
-        try:
-            stored: str | None = str(parse_uri(text))
-        except ParseError:
-            stored = None
+        if value in memo:
+            return memo[value]
+        found: tuple[str, int | None] | None = None
+        match = _CONTACT_RE.fullmatch(value)
+        if match is not None:
+            uri, expires = match.groups()
+            stored = uri if _CANONICAL_URI_RE.fullmatch(uri) else _reserialised(uri)
+            if stored is not None and (expires is None or int(expires) <= _MAX_32):
+                found = stored, None if expires is None else int(expires)
         if len(memo) >= _MEMO_MAX:
             memo.clear()
-        memo[text] = stored
-        return stored
+        memo[value] = found
+        return found
 
     # -- answering -----------------------------------------------------------------
 
@@ -259,21 +277,26 @@ class FastRegistrar:
 
     def _ok(self, fields: _Fields, contacts: list[str]) -> bytes:
         """The 200 OK as ``make_response`` + ``PbxCore.respond`` would serialise it."""
-        lines = ["SIP/2.0 200 OK"]
         stamped = fields.via
-        if stamped is not None:  # SipStack's stamping moved the Via to the top
-            lines.append(f"Via: {stamped}")
-        for key, value in fields.values.items():
-            if key in _COPIED:
-                if key == "to":
-                    value = f"{value};tag={self.registrar.auth.tag()}"
-                elif key == "via" and stamped is not None:
-                    continue
-                lines.append(f"{_CANONICAL[key]}: {value}")
+        # SipStack's stamping moved a stamped Via to the top (§18.2.1).
+        lines = ["SIP/2.0 200 OK"] if stamped is None else ["SIP/2.0 200 OK", f"Via: {stamped}"]
+        tag = self.registrar.auth.tag()
+        lines += [
+            f"To: {value};tag={tag}" if key == "to" else f"{_CANONICAL[key]}: {value}"
+            for key, value in fields.values.items()
+            if key in _COPIED and (stamped is None or key != "via")
+        ]
         lines += [f"Contact: {value}" for value in contacts]
-        lines.append(f"Server: {self.server}")
-        lines.append("Content-Length: 0\r\n\r\n")
+        lines.append(f"Server: {self.server}\r\nContent-Length: 0\r\n\r\n")
         return "\r\n".join(lines).encode("utf-8", "surrogateescape")
+
+
+def _reserialised(uri: str) -> str | None:
+    """``str(parse_uri(uri))``; None when it is not a URI."""
+    try:
+        return str(parse_uri(uri))
+    except ParseError:
+        return None
 
 
 def _via_key(text: str, source: Address) -> tuple[ServerTransactionKey, str | None] | None:

@@ -216,6 +216,7 @@ class ReplicatedLocation(Location):
     def mirror_put(self, binding: Binding) -> None:
         """Apply another node's write (no write-back)."""
         self._bindings.setdefault(binding.aor, {})[binding.uri] = binding
+        self._note(binding)
 
     def mirror_remove(self, aor: str, uri: str) -> None:
         """Apply another node's delete."""
@@ -234,8 +235,7 @@ class ReplicatedLocation(Location):
 
     def expire(self, now: float) -> list[Binding]:
         """Drop expired bindings from the mirror only: Redis TTLs expire the shared keys."""
-        gone = [b for found in self._bindings.values() for b in found.values()
-                if b.expires_at <= now]  # fmt: skip
+        gone = self._due(now)
         for binding in gone:
             self.mirror_remove(binding.aor, binding.uri)
         return gone

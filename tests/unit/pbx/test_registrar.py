@@ -245,3 +245,59 @@ def test_added_contact_lines_are_capped_per_second(
     with caplog.at_level("INFO", logger="callway.pbx.registrar"):
         phone.register(contact="<sip:8005@192.0.2.10:40009>")
     assert any("Added contact" in r.getMessage() for r in caplog.records)
+
+
+LEAN_CONF = """
+[one]
+type=aor
+max_contacts=1
+[swap]
+type=aor
+max_contacts=1
+remove_existing=yes
+[two]
+type=aor
+max_contacts=2
+[none]
+type=aor
+max_contacts=0
+"""
+
+_A = Address("udp", "192.0.2.1", 5060)
+_B = Address("udp", "192.0.2.2", 5070)
+
+
+@pytest.mark.parametrize("aor_name", ["one", "swap", "two", "none"])
+def test_bind_of_one_contact_equals_the_general_case(
+    aor_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Registrar.bind's lean case (one contact, at most one held) decides as the general one."""
+    from callway.pbx.registrar import ContactRequest
+
+    # (uri, call_id, cseq, source, now): a first registration, a refresh, an out-of-order
+    # CSeq, another contact while the first lives, after it expired, and back again.
+    steps = [
+        ("sip:p@192.0.2.1", "c1", 1, _A, 100.0),
+        ("sip:p@192.0.2.1", "c1", 2, _A, 110.0),
+        ("sip:p@192.0.2.1", "c1", 2, _A, 120.0),
+        ("sip:p@192.0.2.2:5070", "c2", 1, _B, 130.0),
+        ("sip:p@192.0.2.1", "c3", 1, _A, 1000.0),
+        ("sip:p@192.0.2.2:5070", "c4", 7, _B, 1010.0),
+    ]
+    runs = []
+    for lean in (True, False):
+        config = parse_pjsip(LEAN_CONF, "pjsip.conf")
+        location = Location()
+        registrar = Registrar(config, location, Authenticator(config))
+        if not lean:
+            monkeypatch.setattr(registrar, "_bind_alone", lambda *_args: False)
+        heard: list[object] = []
+        registrar.listeners.append(heard.append)
+        aor = config.aors[aor_name]
+        outcomes = []
+        for uri, call_id, cseq, source, now in steps:
+            wanted = [ContactRequest(uri, 300, {})]
+            refusal = registrar.bind(aor, wanted, call_id, cseq, source, now, (), "ua")
+            outcomes.append((refusal, location.all(now), registrar.contact_values(aor, now)))
+        runs.append((outcomes, heard, location.all(0.0)))
+    assert runs[0] == runs[1]

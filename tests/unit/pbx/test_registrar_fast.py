@@ -290,3 +290,31 @@ def test_live_server_transaction_keeps_its_requests() -> None:
     assert isinstance(request, Request)
     node.layer.receive_request(request, SOURCE, NOW)  # the ordinary path holds it (Trying)
     assert node.fast.handle(data, SOURCE, NOW) is None
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "sip:phone@192.0.2.10:40000",
+        "sip:phone@192.0.2.10:40000;transport=UDP",
+        "sip:phone@192.0.2.10;transport=udp",
+        "sips:phone@example.com:5061;ob",
+        "sip:192.0.2.10",
+        "sip:phone@192.0.2.10:65535;x=",
+        "sip:phone@192.0.2.10:65536",
+        "sip:phone@192.0.2.10:0",
+        "sip:phone@192.0.2.10:05060",
+        "sip:phone@192.0.2.10;Transport=udp",
+        "sip:phone@192.0.2.10;a=1;a=2",
+        "sip:phone@192.0.2.10;a=1=2",
+        "sip:phone@[2001:db8::1]:5060",
+        "sip:ph%20one@192.0.2.10",
+    ],
+)
+def test_contact_uri_stored_as_the_ordinary_path_stores_it(uri: str) -> None:
+    """A new contact's URI is kept as is only when parsing would write it back unchanged."""
+    from callway.pbx.registrar_fast import _reserialised
+
+    node = make_node()
+    found = node.fast._contact(f"<{uri}>")
+    assert (found[0] if found else None) == _reserialised(uri)
