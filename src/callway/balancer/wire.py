@@ -91,7 +91,7 @@ def split_message(data: bytes) -> Wire | None:
             index = 1
             continue
         name, colon, _ = line.partition(b":")
-        key = cache.get(name)
+        key = cache.get(name) if colon else None  # a bare known name is no header
         if key is None:
             if not colon or line[:1] in (b" ", b"\t"):
                 return None  # folded or broken: the full parser decides

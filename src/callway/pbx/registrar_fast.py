@@ -152,11 +152,11 @@ class FastRegistrar:
             return None
         try:
             values = {
-                _NAMES[name]: value.strip()
-                for name, _colon, value in map(str.partition, lines, repeat(":"))
+                _NAMES[name if colon else ""]: value.strip()  # "": a line without a colon
+                for name, colon, value in map(str.partition, lines, repeat(":"))
             }
         except KeyError:
-            return None  # a header the fast path does not read
+            return None  # a header the fast path does not read, or no header at all
         if len(values) != len(lines) or not values.keys() >= _MANDATORY:
             return None  # a repeated header, a mandatory one missing
         try:

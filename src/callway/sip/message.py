@@ -548,7 +548,7 @@ def _parse_header_lines(message: Message, lines: list[str]) -> None:
     cache = _KEY_CACHE
     for line in lines[1:]:
         name, colon, value = line.partition(":")
-        key = cache.get(name)
+        key = cache.get(name) if colon else None  # a bare known name is no header
         if key is None:
             if line[:1] in (" ", "\t"):
                 _unfold(headers, line)

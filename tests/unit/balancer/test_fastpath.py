@@ -273,6 +273,8 @@ def test_bye_without_answer_times_out_with_408() -> None:
         (invite(branch="1234"), PHONE),  # RFC 2543 branch
         (invite().replace(b"UDP 192.168", b"TCP 192.168"), PHONE),
         (invite(branch=PREFIX + "loop"), PHONE),
+        (invite(extra=b"Via\r\n"), PHONE),  # a known name without a colon: the parser's 400
+        (invite(extra=b"Max-Forwards\r\n"), PHONE),
     ],
 )
 def test_unusual_requests_take_the_full_path(data: bytes, source: Address) -> None:

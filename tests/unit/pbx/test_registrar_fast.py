@@ -21,6 +21,7 @@ from callway.pbx.core import PbxCore, validation_response
 from callway.pbx.location import Location
 from callway.pbx.registrar import Registrar
 from callway.pbx.registrar_fast import FastRegistrar
+from callway.sip.errors import ParseError
 from callway.sip.message import Request, Response, parse_message
 from callway.sip.transaction import TransactionLayer
 from callway.transport.stack import _stamp_via
@@ -251,6 +252,16 @@ DECLINED = {
 def test_declined_requests_take_the_ordinary_path(nodes: tuple[Node, Node], name: str) -> None:
     both(nodes, DECLINED[name])
     assert nodes[0].fast.answered == 0
+
+
+@pytest.mark.parametrize("line", ["Expires", "Allow", "Supported", "Via", "v"])
+def test_a_line_without_colon_is_left_to_the_parser(nodes: tuple[Node, Node], line: str) -> None:
+    """A known header name alone on a line is no header: the parser answers 400 (§7.3)."""
+    data = register(extra=(line,))
+    assert nodes[0].fast.handle(data, SOURCE, NOW) is None
+    with pytest.raises(ParseError, match="without ':'"):
+        parse_message(data)
+    assert nodes[0].registrar.location.all(NOW) == []
 
 
 def test_non_ascii_and_other_methods_are_declined(nodes: tuple[Node, Node]) -> None:

@@ -395,3 +395,15 @@ def test_make_response_reason_extra_headers_and_body() -> None:
     assert resp.get("unsupported") == "foo"
     assert resp.to_bytes().endswith(b"Unsupported: foo\r\nContent-Length: 1\r\n\r\nx")
     assert make_response(req, 599).reason == "Server Error"
+
+
+def test_known_header_name_without_colon_is_refused_even_when_seen_before() -> None:
+    """§7.3: a header line needs its colon; names seen earlier must not excuse it."""
+    head = "OPTIONS sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+    tail = "To: <sip:a@example.com>\r\nFrom: <sip:b@example.com>;tag=1\r\nCall-ID: c\r\n"
+    good = (head + "V: SIP/2.0/UDP g;branch=z9hG4bK2\r\n" + tail + "CSeq: 1 OPTIONS\r\n\r\n")
+    assert len(parse_message(good.encode()).get_all("via")) == 2  # "V" is now a known name
+    for bare in ("V", "Via", "CSeq"):
+        bad = head + bare + "\r\n" + tail + "CSeq: 1 OPTIONS\r\n\r\n"
+        with pytest.raises(ParseError, match="without ':'"):
+            parse_message(bad.encode())
