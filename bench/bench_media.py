@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import random
 import resource
 import shutil
 import socket
@@ -393,9 +394,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def quiet_udp_port() -> int:
+    """A free UDP port below the kernel's ephemeral range, for the callee sipp.
+
+    The step binds 2N phone sockets to port 0 between choosing the callee's
+    port and starting it; a port from the ephemeral range (what port 0 gives)
+    is then often taken by one of them (UDP hands out the least used hash
+    slots first) and sipp exits with "Unable to bind main socket".
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(max(1024, low - 8000), low), min(200, low - 1024)):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    return br.free_udp_port()
+
+
 def run_step(work: Path, calls: int, duration: float, pin: bool) -> Figures:
     """Start a PBX whose callee AOR is this step's sipp, run the step, stop the PBX."""
-    uas_port = br.free_udp_port()
+    uas_port = quiet_udp_port()
     server = bc.start_callway(work, uas_port)
     assert server.proc is not None
     if pin:
