@@ -199,29 +199,44 @@ class Registrar:
         known = previous if len(adding) == 1 and not removing else None
         for item in adding:
             old = known[item.uri] if known is not None else location.get(aor.name, item.uri)
-            if old is None and self.added_log.allow(now):
-                # Asterisk logs new contacts at verbose 3 and refreshes only at debug.
-                log.info("Added contact '%s' to AOR '%s' with expiration of %d seconds",
-                         item.uri, aor.name, item.expires)  # fmt: skip
-            params = item.params
-            binding = Binding(
-                aor.name,
-                item.uri,
-                now + item.expires,
-                call_id,
-                cseq,
-                source,
-                now if old is None else old.registered_at,  # a refresh keeps its age
-                path,
-                user_agent,
-                (params.get("+sip.instance") or "").strip('"') if params else "",
-                (params.get("reg-id") or "") if params else "",
-                format_params(params) if params else "",
-            )
-            location.put(binding)
-            for listener in self.listeners:
-                listener(binding)
+            self._store(aor, item, old, call_id, cseq, source, now, path, user_agent)
         return None
+
+    def _store(
+        self,
+        aor: Aor,
+        item: ContactRequest,
+        old: Binding | None,
+        call_id: str,
+        cseq: int,
+        source: Address,
+        now: float,
+        path: tuple[str, ...],
+        user_agent: str,
+    ) -> None:
+        """Put one contact's binding in the location service and tell the listeners."""
+        if old is None and self.added_log.allow(now):
+            # Asterisk logs new contacts at verbose 3 and refreshes only at debug.
+            log.info("Added contact '%s' to AOR '%s' with expiration of %d seconds",
+                     item.uri, aor.name, item.expires)  # fmt: skip
+        params = item.params
+        binding = Binding(
+            aor.name,
+            item.uri,
+            now + item.expires,
+            call_id,
+            cseq,
+            source,
+            now if old is None else old.registered_at,  # a refresh keeps its age
+            path,
+            user_agent,
+            (params.get("+sip.instance") or "").strip('"') if params else "",
+            (params.get("reg-id") or "") if params else "",
+            format_params(params) if params else "",
+        )
+        self.location.put(binding)
+        for listener in self.listeners:
+            listener(binding)
 
     def _bind_alone(
         self,
@@ -261,27 +276,7 @@ class Registrar:
             if not aor.remove_existing:
                 return 403, "Too Many Contacts"
             location.remove(aor.name, other.uri)
-        if old is None and self.added_log.allow(now):
-            log.info("Added contact '%s' to AOR '%s' with expiration of %d seconds",
-                     uri, aor.name, item.expires)  # fmt: skip
-        params = item.params
-        binding = Binding(
-            aor.name,
-            uri,
-            now + item.expires,
-            call_id,
-            cseq,
-            source,
-            now if old is None else old.registered_at,  # a refresh keeps its age
-            path,
-            user_agent,
-            (params.get("+sip.instance") or "").strip('"') if params else "",
-            (params.get("reg-id") or "") if params else "",
-            format_params(params) if params else "",
-        )
-        location.put(binding)
-        for listener in self.listeners:
-            listener(binding)
+        self._store(aor, item, old, call_id, cseq, source, now, path, user_agent)
         return None
 
     def contact_values(self, aor: Aor, now: float) -> list[str]:
