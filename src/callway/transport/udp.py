@@ -56,14 +56,6 @@ def queue_wait(timespec: bytes) -> float:
     return max(0.0, waited)
 
 
-def kernel_lag(ancdata: list[tuple[int, int, bytes]], previous: float) -> float:
-    """:func:`queue_wait` of the ancillary data's timestamp; ``previous`` when it has none."""
-    for level, kind, payload in ancdata:
-        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
-            return queue_wait(payload)
-    return previous
-
-
 class UdpEndpoint:
     """One bound UDP socket feeding datagrams to ``receiver``."""
 
