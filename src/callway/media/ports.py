@@ -103,6 +103,10 @@ class PortPair:
             assert park_on is not None
             park_on.remove_reader(self.rtp.fileno())
             park_on.remove_reader(self.rtcp.fileno())
+        self.unbind()
+
+    def unbind(self) -> None:
+        """Close both sockets, a parked pair's discarding readers removed first."""
         self.unpark()
         self.rtp.close()
         self.rtcp.close()
@@ -209,9 +213,7 @@ class PortPool:
         """Unbind every idle pair (e.g. on shutdown)."""
         idle, self._idle = self._idle, {}
         for _, pair in idle.values():
-            pair.unpark()
-            pair.rtp.close()
-            pair.rtcp.close()
+            pair.unbind()
 
     def expire_idle(self) -> int:
         """Unbind the pairs idle for ``idle_timeout`` seconds or more; how many."""
@@ -226,9 +228,7 @@ class PortPool:
             stale.append(key)
         for key in stale:
             _, pair = idle.pop(key)
-            pair.unpark()  # a parked pair's readers go before its sockets close
-            pair.rtp.close()
-            pair.rtcp.close()
+            pair.unbind()
         if not idle:  # a dict keeps its largest table: start small again
             self._idle = {}
         return len(stale)
