@@ -19,6 +19,9 @@ from callway.transport.udp import BATCH, UdpEndpoint
 def _queue(endpoint: UdpEndpoint, count: int, host: str = "127.0.0.1") -> socket.socket:
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sender.bind(("127.0.0.1", 0))
+    # Linux turns receive timestamps on a moment after the first socket asks
+    # (deferred static key): a datagram queued before then is stamped when read.
+    time.sleep(0.02)
     for index in range(count):
         sender.sendto(b"datagram %d" % index, (host, endpoint.port))
     time.sleep(0.05)  # queued 50 ms before the reader runs: a lag to measure
