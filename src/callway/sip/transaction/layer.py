@@ -8,13 +8,24 @@ on the wire collects in :meth:`TransactionLayer.messages_to_send` as
 
 A transaction is dropped the moment it enters Terminated (§17.1.1.2).
 
-A non-INVITE server transaction over UDP that sent its final response only
-waits in Completed for Timer J (64*T1 = 32 s) to absorb retransmitted
-requests (§17.2.2).  A registrar answering thousands of REGISTERs a second
-holds hundreds of thousands of them, so there it shrinks to a
-:class:`_Resting` record (the response bytes and where they go) in a dict,
-and its Timer J to an entry of a first-in first-out queue: every Timer J has
-the same length, so the queue stays in deadline order without a heap.
+Transactions whose work is done and that only wait for a timer to absorb
+retransmissions leave their objects for a
+:class:`~callway.sip.transaction.resting.RestingStore` record (no Python
+object per record; records of one store expire in the order they came):
+
+* a non-INVITE server transaction over UDP in Completed, until Timer J
+  (64*T1, §17.2.2): its final response and where it goes, resent for each
+  retransmitted request;
+* an INVITE server transaction in Accepted (RFC 6026), until Timer L: where
+  the TU's 2xx retransmissions go; retransmitted INVITEs are absorbed;
+* an INVITE client transaction in Accepted (RFC 6026), until Timer M: every
+  2xx is passed to the TU, anything else absorbed;
+* a non-INVITE client transaction over UDP in Completed, until Timer K
+  (T4, §17.1.2.2): responses are absorbed.
+
+These shortcuts take the figures' transitions for the common case only
+(RFC 3261 branches); everything else runs the tables of ``client.py`` and
+``server.py``.
 
 A shell drives it like this (aioquic's ``transmit()`` pattern)::
 
@@ -29,10 +40,6 @@ A shell drives it like this (aioquic's ``transmit()`` pattern)::
 
 from __future__ import annotations
 
-import weakref
-from collections import deque
-from typing import NamedTuple
-
 from callway.core.address import Address
 from callway.sip.message import Request, Response, parse_message
 from callway.sip.transaction.client import (
@@ -44,6 +51,7 @@ from callway.sip.transaction.events import (
     AckReceived,
     ClientTransactionKey,
     RequestReceived,
+    ResponseReceived,
     ServerTransactionKey,
     StrayResponse,
     TransactionEvent,
@@ -64,6 +72,7 @@ from callway.sip.transaction.matching import (
     response_server_key,
     server_key,
 )
+from callway.sip.transaction.resting import RestingStore
 from callway.sip.transaction.server import (
     InviteServerTransaction,
     NonInviteServerTransaction,
@@ -71,36 +80,56 @@ from callway.sip.transaction.server import (
 )
 from callway.sip.transaction.timers import Interval, TransactionConfig
 
-_NON_INVITE_ANSWERABLE = frozenset({State.TRYING, State.PROCEEDING})
+# Where a final response from the TU ends a server transaction's work (Figures 7, 8).
+_SERVER_ANSWERABLE = frozenset({State.TRYING, State.PROCEEDING})
+# Where a final response ends a client transaction's work (Figures 5, 6).
+_CLIENT_ANSWERABLE = frozenset({State.CALLING, State.TRYING, State.PROCEEDING})
 
 
-class _Resting(NamedTuple):
-    """A non-INVITE server transaction in Completed over UDP, waiting for Timer J."""
-
-    response: bytes
-    peer: Address
-    deadline: float
-    #: The response object while someone still holds it (resent as is, unparsed).
-    ref: weakref.ref[Response]
-
-    def message(self) -> Response:
-        """The response to resend: the live object, else parsed from its bytes."""
-        live = self.ref()
-        if live is not None and live.to_bytes() is self.response:
-            return live
-        parsed = parse_message(self.response)
-        assert isinstance(parsed, Response)
-        return parsed
+_SEP = "\x00"  # never in a parsed SIP value (the parser refuses NUL)
 
 
-def _dead_ref() -> weakref.ref[Response]:
-    gone = Response(200)
-    ref = weakref.ref(gone)
-    del gone
-    return ref
+def _server_key_bytes(key: ServerTransactionKey) -> bytes:
+    host, port = key.sent_by
+    text = f"{key.branch}{_SEP}{host}{_SEP}{port}{_SEP}{key.method}"
+    return text.encode("utf-8", "surrogatepass")
 
 
-_DEAD_REF = _dead_ref()  # a resting response that only ever existed as bytes
+def _client_key_bytes(key: ClientTransactionKey) -> bytes:
+    return f"{key.branch}{_SEP}{key.method}".encode("utf-8", "surrogatepass")
+
+
+def _peer_bytes(peer: Address) -> bytes:
+    """``peer`` as bytes for a resting record: transport, host, port, local, conn."""
+    local_host, local_port = peer.local if peer.local is not None else ("", "")
+    conn = "" if peer.conn is None else peer.conn
+    fields = (peer.transport, peer.host, peer.port, local_host, local_port, conn)
+    return _SEP.join(map(str, fields)).encode("utf-8", "surrogatepass")
+
+
+def _peer_from(data: bytes) -> Address:
+    transport, host, port, local_host, local_port, conn = data.decode(
+        "utf-8", "surrogatepass"
+    ).split(_SEP)
+    local = (local_host, int(local_port)) if local_port else None
+    return Address(transport, host, int(port), local, int(conn) if conn else None)
+
+
+def _with_peer(peer: Address, response: bytes) -> bytes:
+    """A resting final response: the peer's length, the peer, the response's bytes."""
+    encoded = _peer_bytes(peer)
+    return len(encoded).to_bytes(2, "big") + encoded + response
+
+
+def _split_peer(payload: bytes) -> tuple[Address, bytes]:
+    length = int.from_bytes(payload[:2], "big")
+    return _peer_from(payload[2 : 2 + length]), payload[2 + length :]
+
+
+def _parsed_response(data: bytes) -> Response:
+    parsed = parse_message(data)
+    assert isinstance(parsed, Response)
+    return parsed
 
 
 class TransactionLayer:
@@ -113,11 +142,19 @@ class TransactionLayer:
         self._servers: dict[ServerTransactionKey, ServerTransaction] = {}
         # RFC 2543 ACKs carry the To tag of our final response (§17.2.3).
         self._ack_aliases: dict[ServerTransactionKey, ServerTransactionKey] = {}
-        # Completed non-INVITE server transactions over UDP (see the module docstring).
-        self._resting: dict[ServerTransactionKey, _Resting] = {}
-        self._timer_j: deque[tuple[float, ServerTransactionKey]] = deque()
-        self._timer_j_interval = self.config.interval(
-            Interval.T1_X64_OR_ZERO, reliable=False, last=None
+        # Transactions that only wait for a timer (see the module docstring).
+        udp_j = self.config.interval(Interval.T1_X64_OR_ZERO, reliable=False, last=None)
+        udp_k = self.config.interval(Interval.T4_OR_ZERO, reliable=False, last=None)
+        t1_x64 = self.config.interval(Interval.T1_X64, reliable=False, last=None)
+        self._resting = RestingStore(udp_j or 0.0)  # Timer J: key -> peer + response
+        self._accepted_servers = RestingStore(t1_x64 or 0.0)  # Timer L: key -> peer
+        self._accepted_clients = RestingStore(t1_x64 or 0.0)  # Timer M
+        self._completed_clients = RestingStore(udp_k or 0.0)  # Timer K
+        self._stores = (
+            self._resting,
+            self._accepted_servers,
+            self._accepted_clients,
+            self._completed_clients,
         )
 
     # -- client side (§17.1) ---------------------------------------------------
@@ -149,9 +186,50 @@ class TransactionLayer:
         key = client_key(response)
         transaction = self._clients.get(key) if key is not None else None
         if transaction is None:
-            self._out.events.append(StrayResponse(response, source))
+            if key is None or not self._absorb_response(key, response):
+                self._out.events.append(StrayResponse(response, source))
             return
-        self._run(transaction, response_input(response.status, from_tu=False), now, response)
+        status = response.status
+        if status >= 200 and transaction.state in _CLIENT_ANSWERABLE:
+            if type(transaction) is InviteClientTransaction:
+                if status < 300:
+                    self._accept_client(transaction, response, now)
+                    return
+            elif status <= 699:
+                self._complete_client(transaction, response, now)
+                return
+        self._run(transaction, response_input(status, from_tu=False), now, response)
+
+    def _accept_client(
+        self, transaction: ClientTransaction, response: Response, now: float
+    ) -> None:
+        """Figure 5 with RFC 6026: a 2xx goes to the TU; Accepted until Timer M."""
+        key = transaction.key
+        self._out.events.append(ResponseReceived(key, response))
+        transaction.terminate()  # cancels Timers A and B
+        del self._clients[key]
+        self._accepted_clients.add(hash(key), _client_key_bytes(key), b"", now)
+
+    def _complete_client(
+        self, transaction: ClientTransaction, response: Response, now: float
+    ) -> None:
+        """Figure 6: a final response goes to the TU; Completed until Timer K (§17.1.2.2)."""
+        key = transaction.key
+        self._out.events.append(ResponseReceived(key, response))
+        transaction.terminate()  # cancels Timers E and F
+        del self._clients[key]
+        if not transaction.peer.reliable:  # Timer K is zero over reliable transports
+            self._completed_clients.add(hash(key), _client_key_bytes(key), b"", now)
+
+    def _absorb_response(self, key: ClientTransactionKey, response: Response) -> bool:
+        """A response to a resting client transaction: a 2xx in Accepted goes up, else absorbed."""
+        if key.method == "INVITE":
+            if self._accepted_clients.get(hash(key), _client_key_bytes(key)) is None:
+                return False
+            if 200 <= response.status < 300:  # RFC 6026: every 2xx goes to the TU
+                self._out.events.append(ResponseReceived(key, response))
+            return True
+        return self._completed_clients.get(hash(key), _client_key_bytes(key)) is not None
 
     # -- server side (§17.2) ---------------------------------------------------
 
@@ -168,11 +246,15 @@ class TransactionLayer:
             return
         transaction = self._servers.get(key)
         if transaction is None:
-            resting = self._resting.get(key)
-            if resting is not None:  # §17.2.2: Completed resends the final response
-                self._out.messages.append((resting.message(), resting.peer))
-                return
-            if request.method != "INVITE":
+            if request.method == "INVITE":
+                if self._accepted_servers.get(hash(key), _server_key_bytes(key)) is not None:
+                    return  # RFC 6026 Accepted absorbs retransmitted INVITEs
+            else:
+                payload = self._resting.get(hash(key), _server_key_bytes(key))
+                if payload is not None:  # §17.2.2: Completed resends the final response
+                    peer, response = _split_peer(payload)
+                    self._out.messages.append((_parsed_response(response), peer))
+                    return
                 # Figure 8, (Init, request) -> Trying, "pass to TU", without the table run.
                 transaction = NonInviteServerTransaction(
                     key, request, source, self.config, self._out
@@ -204,14 +286,16 @@ class TransactionLayer:
         """
         transaction = self._servers.get(key)
         if transaction is None:
-            raise TransactionError(f"no server transaction {key}")
-        if (
-            response.status >= 200
-            and type(transaction) is NonInviteServerTransaction
-            and transaction.state in _NON_INVITE_ANSWERABLE
-        ):
-            self._complete_non_invite(transaction, response, now)
+            self._send_accepted(key, response)
             return
+        status = response.status
+        if status >= 200 and transaction.state in _SERVER_ANSWERABLE:
+            if type(transaction) is NonInviteServerTransaction:
+                self._complete_non_invite(transaction, response, now)
+                return
+            if status < 300 and not key.legacy:
+                self._accept_invite(transaction, response, now)
+                return
         legacy_invite = key.legacy and key.method == "INVITE" and response.status >= 200
         # Read before the run: a final response lets the transaction drop its request.
         invite = transaction.request if legacy_invite else None
@@ -231,12 +315,32 @@ class TransactionLayer:
         self._out.messages.append((response, peer))
         transaction.terminate()  # nothing runs in Trying/Proceeding: no timer to cancel
         del self._servers[key]
-        interval = self._timer_j_interval
-        if peer.reliable or not interval:
+        if peer.reliable or not self._resting.interval:
             return  # Timer J is zero over reliable transports: Terminated at once
-        deadline = now + interval
-        self._resting[key] = _Resting(response.seal(), peer, deadline, weakref.ref(response))
-        self._timer_j.append((deadline, key))
+        self._resting.add(hash(key), _server_key_bytes(key), _with_peer(peer, response.seal()), now)
+
+    def _accept_invite(
+        self, transaction: ServerTransaction, response: Response, now: float
+    ) -> None:
+        """Figure 7 with RFC 6026: a 2xx from the TU; Accepted until Timer L."""
+        key = transaction.key
+        peer = transaction.peer
+        self._out.messages.append((response, peer))
+        transaction.terminate()  # nothing runs in Proceeding: no timer to cancel
+        del self._servers[key]
+        self._accepted_servers.add(hash(key), _server_key_bytes(key), _peer_bytes(peer), now)
+
+    def _send_accepted(self, key: ServerTransactionKey, response: Response) -> None:
+        """RFC 6026 Accepted: the TU's 2xx retransmissions go where the first one went."""
+        payload = None
+        if key.method == "INVITE":
+            payload = self._accepted_servers.get(hash(key), _server_key_bytes(key))
+        if payload is None:
+            raise TransactionError(f"no server transaction {key}")
+        if not 200 <= response.status < 300:
+            response_input(response.status, from_tu=True)  # a status out of range raises
+            raise TransactionError(f"{response.status} not allowed in Accepted ({key.method})")
+        self._out.messages.append((response, _peer_from(payload)))
 
     # -- a shell's fast path (requests answered from their bytes) ----------------
 
@@ -252,10 +356,11 @@ class TransactionLayer:
         """
         if key in self._servers:
             return None
-        resting = self._resting.get(key)
-        if resting is None:
+        payload = self._resting.get(hash(key), _server_key_bytes(key))
+        if payload is None:
             return False
-        self._out.messages.append((resting.message(), resting.peer))
+        peer, response = _split_peer(payload)
+        self._out.messages.append((_parsed_response(response), peer))
         return True
 
     def rest_final_response(
@@ -268,12 +373,9 @@ class TransactionLayer:
         straight to Completed, where it absorbs retransmissions for 64*T1
         over UDP (§17.2.2) and ends at once over a reliable transport.
         """
-        interval = self._timer_j_interval
-        if peer.reliable or not interval:
+        if peer.reliable or not self._resting.interval:
             return
-        deadline = now + interval
-        self._resting[key] = _Resting(response, peer, deadline, _DEAD_REF)
-        self._timer_j.append((deadline, key))
+        self._resting.add(hash(key), _server_key_bytes(key), _with_peer(peer, response), now)
 
     def find_invite_server_transaction(self, cancel: Request) -> ServerTransactionKey | None:
         """The INVITE server transaction a CANCEL targets, if it still exists (§9.2).
@@ -282,7 +384,10 @@ class TransactionLayer:
         §17.2.3 rules.  None means the TU answers the CANCEL with 481.
         """
         key = server_key(cancel, method="INVITE")
-        return key if isinstance(self._servers.get(key), InviteServerTransaction) else None
+        if isinstance(self._servers.get(key), InviteServerTransaction):
+            return key
+        accepted = self._accepted_servers.get(hash(key), _server_key_bytes(key))
+        return key if accepted is not None else None
 
     # -- both sides ---------------------------------------------------------
 
@@ -294,9 +399,14 @@ class TransactionLayer:
         """The shell failed to send ``message``; inform its transaction (§17.1.4, §17.2.4)."""
         if isinstance(message, Response):
             server = response_server_key(message)
-            if server is not None and self._resting.pop(server, None) is not None:
-                self._out.events.append(TransportError(server))  # Completed -> Terminated
-                return
+            if server is not None:
+                server_hash, server_bytes = hash(server), _server_key_bytes(server)
+                if self._resting.pop(server_hash, server_bytes) is not None:
+                    self._out.events.append(TransportError(server))  # Completed -> Terminated
+                    return
+                if self._accepted_servers.get(server_hash, server_bytes) is not None:
+                    self._out.events.append(TransportError(server))  # RFC 6026: stays
+                    return
         transaction = self._owner_of(message)
         if transaction is not None:
             self._run(transaction, Input.TRANSPORT_ERROR, now)
@@ -323,9 +433,8 @@ class TransactionLayer:
         """
         found = self._find(key)
         if found is None:
-            if isinstance(key, ServerTransactionKey):
-                return self._resting.pop(key, None) is not None
-            return False
+            store, key_bytes = self._store_of(key)
+            return store is not None and store.pop(hash(key), key_bytes) is not None
         found.terminate()
         self._reap(found)
         return True
@@ -334,9 +443,23 @@ class TransactionLayer:
         """The state of a live transaction, or None once it is terminated."""
         found = self._find(key)
         if found is None:
-            resting = isinstance(key, ServerTransactionKey) and key in self._resting
-            return State.COMPLETED if resting else None
+            store, key_bytes = self._store_of(key)
+            if store is None or store.get(hash(key), key_bytes) is None:
+                return None
+            if store is self._resting or store is self._completed_clients:
+                return State.COMPLETED
+            return State.ACCEPTED
         return found.state
+
+    def _store_of(self, key: TransactionKey) -> tuple[RestingStore | None, bytes]:
+        """The store where ``key`` would rest, and its bytes there."""
+        if isinstance(key, ClientTransactionKey):
+            store = self._accepted_clients if key.method == "INVITE" else self._completed_clients
+            return store, _client_key_bytes(key)
+        if key.legacy and key.method == "INVITE":
+            return None, b""
+        store = self._accepted_servers if key.method == "INVITE" else self._resting
+        return store, _server_key_bytes(key)
 
     def _find(self, key: TransactionKey) -> Transaction | None:
         if isinstance(key, ClientTransactionKey):
@@ -346,7 +469,13 @@ class TransactionLayer:
     @property
     def active_transactions(self) -> int:
         """How many transactions are alive."""
-        return len(self._clients) + len(self._servers) + len(self._resting)
+        resting = sum(len(store) for store in self._stores)
+        return len(self._clients) + len(self._servers) + resting
+
+    @property
+    def resting_bytes(self) -> int:
+        """Memory mapped for transactions that only wait for a timer (see the module docstring)."""
+        return sum(store.mapped_bytes for store in self._stores)
 
     # -- sans-I/O plumbing --------------------------------------------------
 
@@ -363,20 +492,16 @@ class TransactionLayer:
     def get_timer(self) -> float | None:
         """The earliest timer deadline, or None when no timer runs."""
         deadline = self._out.timers.next_deadline()
-        if self._timer_j:
-            first = self._timer_j[0][0]
-            if deadline is None or first < deadline:
-                return first
+        for store in self._stores:
+            first = store.next_deadline()
+            if first is not None and (deadline is None or first < deadline):
+                deadline = first
         return deadline
 
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now`` (Timers A-M)."""
-        queue, resting = self._timer_j, self._resting
-        while queue and queue[0][0] <= now:
-            _, done = queue.popleft()
-            record = resting.get(done)
-            if record is not None and record.deadline <= now:  # not a newer one
-                del resting[done]  # Timer J: Completed -> Terminated
+        for store in self._stores:  # Timers J, L, M, K: -> Terminated
+            store.expire(now)
         for key, timer in self._out.timers.pop_due(now):
             found = self._find(key)
             if found is not None:

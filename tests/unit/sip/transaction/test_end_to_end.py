@@ -103,7 +103,7 @@ def test_duplicated_request_is_absorbed_and_last_response_resent() -> None:
     # A late duplicate arriving at the server is answered with the same 200.
     pair.server.receive_request(options, pair.client_addr, pair.now)
     [(resent, _)] = pair.server.messages_to_send()
-    assert resent is ok
+    assert resent.to_bytes() == ok.to_bytes()
 
 
 def test_lost_final_response_recovered_by_request_retransmission() -> None:

@@ -1,0 +1,271 @@
+"""Finished transactions that only wait out a timer, kept in a few large buffers.
+
+RFC 3261 §17 keeps a transaction for a while after its work is done, only to
+absorb retransmissions: a non-INVITE server transaction rests in Completed
+for Timer J (64*T1 = 32 s over UDP, §17.2.2), an INVITE transaction in
+RFC 6026's Accepted state for Timer L or M (64*T1), a non-INVITE client
+transaction in Completed for Timer K (T4 = 5 s over UDP, §17.1.2.2).  A
+server handling a thousand requests a second keeps tens of thousands of
+them.  As ordinary Python objects (key tuples, strings, records, timer
+entries) they fill the small-object allocator's arenas at the load's peak,
+and the arenas stay with the process after the load is gone: a handful of
+long-lived objects created meanwhile pins each one (DESIGN.md principle 5).
+
+:class:`RestingStore` holds such records without any per-record Python
+object: each one is appended to a 1 MiB anonymous memory map as ``header,
+key bytes, payload bytes``; an open-addressing hash table in two machine-word
+arrays (linear probing, backward-shift deletion) finds it by key.  Every
+record of one store has the same lifetime, so records expire in the order
+they were added: expiry reads from the head of the oldest map, and a map
+whose records have all expired is unmapped, which gives its memory back to
+the system at once.
+
+Sans-I/O: nothing here reads the clock; ``now`` is passed in.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from array import array
+
+# deadline, key hash, key length, payload length, alive
+_HEADER = struct.Struct("<dqIIB")
+_ALIVE = _HEADER.size - 1  # offset of the alive byte in a header
+_SEGMENT = 1 << 20
+_OFFSET_BITS = 32
+_OFFSET_MASK = (1 << _OFFSET_BITS) - 1
+_MIN_SLOTS = 1 << 10
+_GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: Fibonacci hashing spreads runs of keys
+_U64 = (1 << 64) - 1
+
+
+def _table(size: int) -> array[int]:
+    return array("q", bytes(8 * size))
+
+
+class RestingStore:
+    """Records ``key -> payload`` that all live ``interval`` seconds (see the module docstring).
+
+    Keys are given as their ``hash()`` and their bytes (the bytes decide
+    equality, the hash only finds candidates).  Adding a key that is already
+    stored replaces the record, as a dict would.
+    """
+
+    __slots__ = (
+        "_count",
+        "_ends",
+        "_first",
+        "_hashes",
+        "_head",
+        "_mask",
+        "_segments",
+        "_shift",
+        "_slots",
+        "interval",
+    )
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._segments: list[mmap.mmap] = []
+        self._ends: list[int] = []  # bytes used in each segment
+        self._first = 0  # number of self._segments[0]
+        self._head = 0  # offset of the oldest record in self._segments[0]
+        self._count = 0
+        self._slots = _table(_MIN_SLOTS)  # position + 1 of a record; 0 is empty
+        self._hashes = _table(_MIN_SLOTS)
+        self._mask = _MIN_SLOTS - 1
+        self._shift = 64 - (_MIN_SLOTS.bit_length() - 1)
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def mapped_bytes(self) -> int:
+        """Bytes of memory maps held (records and the space left in the newest map)."""
+        return sum(len(segment) for segment in self._segments)
+
+    @property
+    def table_slots(self) -> int:
+        """Size of the hash table (at most four times the records once they expire)."""
+        return len(self._slots)
+
+    # -- the records ------------------------------------------------------
+
+    def add(self, key_hash: int, key: bytes, payload: bytes, now: float) -> None:
+        """Store ``payload`` under ``key`` until ``now + interval``."""
+        if self._find(key_hash, key) >= 0:
+            self.pop(key_hash, key)
+        if 2 * (self._count + 1) > len(self._slots):
+            self._resize(2 * len(self._slots))
+        position = self._append(now + self.interval, key_hash, key, payload)
+        slots, hashes, mask = self._slots, self._hashes, self._mask
+        slot = ((key_hash * _GOLDEN) & _U64) >> self._shift
+        while slots[slot]:
+            slot = (slot + 1) & mask
+        slots[slot] = position + 1
+        hashes[slot] = key_hash
+        self._count += 1
+
+    def get(self, key_hash: int, key: bytes) -> bytes | None:
+        """The payload stored under ``key``, or None."""
+        slot = self._find(key_hash, key)
+        return None if slot < 0 else self._payload_at(self._slots[slot] - 1)
+
+    def pop(self, key_hash: int, key: bytes) -> bytes | None:
+        """Remove ``key`` before its time; its payload, or None if absent."""
+        slot = self._find(key_hash, key)
+        if slot < 0:
+            return None
+        position = self._slots[slot] - 1
+        payload = self._payload_at(position)
+        segment, offset = self._locate(position)
+        segment[offset + _ALIVE] = 0
+        self._delete_slot(slot)
+        self._count -= 1
+        self._skip_dead()
+        return payload
+
+    # -- Timer J, K, L, M -------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When the oldest record expires (a removed one may still answer: harmless)."""
+        if not self._count:
+            return None
+        deadline: float = _HEADER.unpack_from(self._segments[0], self._head)[0]
+        return deadline
+
+    def expire(self, now: float) -> int:
+        """Drop every record whose time is up at ``now``; how many."""
+        expired = 0
+        while self._count:
+            segment = self._segments[0]
+            offset = self._head
+            deadline, key_hash, key_length, length, alive = _HEADER.unpack_from(segment, offset)
+            if alive and deadline > now:
+                break
+            if alive:
+                self._unindex(key_hash, (self._first << _OFFSET_BITS) | offset)
+                self._count -= 1
+                expired += 1
+            self._head = offset + _HEADER.size + key_length + length
+            self._skip_dead()
+        if expired and len(self._slots) > _MIN_SLOTS and 8 * self._count < len(self._slots):
+            self._resize(max(_MIN_SLOTS, 1 << (4 * self._count).bit_length()))
+        return expired
+
+    # -- the log of records -----------------------------------------------
+
+    def _append(self, deadline: float, key_hash: int, key: bytes, payload: bytes) -> int:
+        size = _HEADER.size + len(key) + len(payload)
+        if not self._segments or self._ends[-1] + size > len(self._segments[-1]):
+            self._segments.append(mmap.mmap(-1, max(_SEGMENT, size)))
+            self._ends.append(0)
+        segment = self._segments[-1]
+        offset = self._ends[-1]
+        _HEADER.pack_into(segment, offset, deadline, key_hash, len(key), len(payload), 1)
+        start = offset + _HEADER.size
+        segment[start : start + len(key)] = key
+        segment[start + len(key) : start + len(key) + len(payload)] = payload
+        self._ends[-1] = offset + size
+        return ((self._first + len(self._segments) - 1) << _OFFSET_BITS) | offset
+
+    def _locate(self, position: int) -> tuple[mmap.mmap, int]:
+        return self._segments[(position >> _OFFSET_BITS) - self._first], position & _OFFSET_MASK
+
+    def _payload_at(self, position: int) -> bytes:
+        segment, offset = self._locate(position)
+        _, _, key_length, length, _ = _HEADER.unpack_from(segment, offset)
+        start = offset + _HEADER.size + key_length
+        return segment[start : start + length]
+
+    def _skip_dead(self) -> None:
+        """Advance the head past removed records and unmap segments left behind."""
+        segments, ends = self._segments, self._ends
+        while segments:
+            if self._head >= ends[0]:
+                if len(segments) == 1 and not self._count:
+                    segments.pop().close()
+                    ends.pop()
+                    self._first += 1
+                    self._head = 0
+                    return
+                if len(segments) == 1:
+                    return
+                segments.pop(0).close()
+                ends.pop(0)
+                self._first += 1
+                self._head = 0
+                continue
+            if not self._count:  # everything left is dead
+                for segment in segments:
+                    segment.close()
+                self._first += len(segments)
+                segments.clear()
+                ends.clear()
+                self._head = 0
+                return
+            segment = segments[0]
+            _, _, key_length, length, alive = _HEADER.unpack_from(segment, self._head)
+            if alive:
+                return
+            self._head += _HEADER.size + key_length + length
+
+    # -- the hash table ---------------------------------------------------
+
+    def _find(self, key_hash: int, key: bytes) -> int:
+        """The slot holding ``key``, or -1."""
+        slots, hashes, mask = self._slots, self._hashes, self._mask
+        slot = ((key_hash * _GOLDEN) & _U64) >> self._shift
+        while True:
+            stored = slots[slot]
+            if not stored:
+                return -1
+            if hashes[slot] == key_hash and self._key_at(stored - 1) == key:
+                return slot
+            slot = (slot + 1) & mask
+
+    def _key_at(self, position: int) -> bytes:
+        segment, offset = self._locate(position)
+        key_length: int = _HEADER.unpack_from(segment, offset)[2]
+        start = offset + _HEADER.size
+        return segment[start : start + key_length]
+
+    def _unindex(self, key_hash: int, position: int) -> None:
+        slots, mask, wanted = self._slots, self._mask, position + 1
+        slot = ((key_hash * _GOLDEN) & _U64) >> self._shift
+        while slots[slot] != wanted:
+            slot = (slot + 1) & mask
+        self._delete_slot(slot)
+
+    def _delete_slot(self, hole: int) -> None:
+        """Empty ``hole``, moving later entries of its probe run back (no tombstones)."""
+        slots, hashes, mask, shift = self._slots, self._hashes, self._mask, self._shift
+        slot = hole
+        while True:
+            slot = (slot + 1) & mask
+            stored = slots[slot]
+            if not stored:
+                break
+            home = ((hashes[slot] * _GOLDEN) & _U64) >> shift
+            # The entry may fill the hole if the hole lies on its probe path.
+            if (slot - home) & mask >= (slot - hole) & mask:
+                slots[hole] = stored
+                hashes[hole] = hashes[slot]
+                hole = slot
+        slots[hole] = 0
+        hashes[hole] = 0
+
+    def _resize(self, size: int) -> None:
+        old_slots, old_hashes = self._slots, self._hashes
+        slots, hashes, mask = _table(size), _table(size), size - 1
+        shift = 64 - (size.bit_length() - 1)
+        for index, stored in enumerate(old_slots):
+            if stored:
+                key_hash = old_hashes[index]
+                slot = ((key_hash * _GOLDEN) & _U64) >> shift
+                while slots[slot]:
+                    slot = (slot + 1) & mask
+                slots[slot] = stored
+                hashes[slot] = key_hash
+        self._slots, self._hashes, self._mask, self._shift = slots, hashes, mask, shift
