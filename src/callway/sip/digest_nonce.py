@@ -21,6 +21,7 @@ import hmac
 import math
 import re
 import struct
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -51,9 +52,29 @@ class NonceManager:
     ``nc`` remembered; when an unexpired one must be forgotten, every nonce issued
     at or before it is treated as STALE from then on (a new challenge, never a
     replay window).
+
+    The nonces issued here are numbered in issue order and live equally long, so
+    their highest ``nc`` is kept in two arrays indexed by ``seq`` (issue time,
+    highest ``nc``; 12 bytes a nonce, no Python object), trimmed from the front
+    as they expire: a registration peak leaves no small objects behind.  A nonce
+    issued by another node with the same secret (or one issued here so long ago
+    that it left the arrays) is remembered in a dict instead.
     """
 
-    __slots__ = ("_floor", "_heap", "_highest_nc", "_max_entries", "_secret", "_seq", "lifetime")
+    __slots__ = (
+        "_counts",
+        "_first_seq",
+        "_floor",
+        "_heap",
+        "_highest_nc",
+        "_issued",
+        "_max_entries",
+        "_remembered",
+        "_secret",
+        "_seq",
+        "_start",
+        "lifetime",
+    )
 
     def __init__(self, secret: bytes, lifetime: float = 30.0, max_entries: int = 65536) -> None:
         if not secret:
@@ -64,15 +85,67 @@ class NonceManager:
         self.lifetime = lifetime
         self._max_entries = max_entries
         self._seq = 0
+        # Nonces issued here, by seq - _first_seq (the live ones from _start on).
+        self._issued = array("d")
+        self._counts = array("L")  # highest nc seen, 0 for none
+        self._first_seq = 0
+        self._start = 0
+        self._remembered = 0  # nonzero entries of _counts from _start on
+        # Other nonces (other nodes' or long gone from the arrays): nonce -> highest nc.
         self._highest_nc: dict[str, int] = {}
-        self._heap: list[tuple[float, str]] = []  # (issued, nonce) for every tracked nonce
+        self._heap: list[tuple[float, str]] = []  # (issued, nonce) for each of those
         self._floor = -math.inf
 
     def issue(self, now: float) -> str:
         """A fresh nonce stamped with ``now`` (RFC 7616 §3.3 ``nonce``)."""
-        stamp = _STAMP.pack(now, self._seq)
-        self._seq = (self._seq + 1) & 0xFFFFFFFFFFFFFFFF
+        seq = self._seq
+        stamp = _STAMP.pack(now, seq)
+        self._seq = (seq + 1) & 0xFFFFFFFFFFFFFFFF
+        if seq != self._first_seq + len(self._issued):
+            self._restart_arrays(seq)  # the counter wrapped
+        self._issued.append(now)
+        self._counts.append(0)
+        if len(self._issued) - self._start > 4 * self._max_entries:
+            self._drop_oldest_issued()
         return base64.urlsafe_b64encode(stamp + self._mac(stamp)).decode("ascii")
+
+    def _restart_arrays(self, seq: int) -> None:
+        """Forget every array entry (their remembered nc raise the floor) and start at seq."""
+        while len(self._issued) > self._start:
+            self._drop_oldest_issued()
+        self._issued, self._counts = array("d"), array("L")
+        self._first_seq, self._start = seq, 0
+
+    def _drop_oldest_issued(self) -> None:
+        """Let the oldest issued nonce leave the arrays (a flood of challenges)."""
+        index = self._start
+        if self._counts[index]:
+            self._counts[index] = 0
+            self._remembered -= 1
+            self._floor = max(self._floor, self._issued[index])
+        self._start = index + 1
+        self._compact()
+
+    def _compact(self) -> None:
+        start = self._start
+        if start > 1024 and 2 * start > len(self._issued):
+            del self._issued[:start]
+            del self._counts[:start]
+            self._first_seq += start
+            self._start = 0
+
+    def _slot(self, nonce: str) -> int:
+        """The array index of one of our nonces still in the arrays, else -1."""
+        raw = base64.urlsafe_b64decode(nonce)
+        issued, seq = _STAMP.unpack_from(raw)
+        index = seq - self._first_seq
+        if self._start <= index < len(self._issued) and self._issued[index] == issued:
+            return int(index)
+        return -1
+
+    def _highest(self, nonce: str) -> int:
+        index = self._slot(nonce)
+        return self._counts[index] if index >= 0 else self._highest_nc.get(nonce, 0)
 
     def _mac(self, stamp: bytes) -> bytes:
         return hmac.new(self._secret, stamp, hashlib.sha256).digest()
@@ -100,7 +173,7 @@ class NonceManager:
             return NonceStatus.INVALID
         if not 0 <= now - issued < self.lifetime or issued <= self._floor:
             return NonceStatus.STALE
-        if nc is not None and int(nc, 16) <= self._highest_nc.get(nonce, 0):
+        if nc is not None and int(nc, 16) <= self._highest(nonce):
             return NonceStatus.REPLAY
         return NonceStatus.VALID
 
@@ -116,6 +189,16 @@ class NonceManager:
         return status
 
     def _remember(self, nonce: str, count: int, now: float) -> None:
+        index = self._slot(nonce)
+        if index >= 0:
+            if not self._counts[index]:
+                self._prune(now)
+                index = self._slot(nonce)  # pruning may have moved the arrays
+                if index < 0:  # it was the oldest of a full memory: now stale
+                    return
+                self._remembered += 1
+            self._counts[index] = min(count, 0xFFFFFFFF)
+            return
         if nonce not in self._highest_nc:
             self._prune(now)
             issued = self.issued_at(nonce)
@@ -136,20 +219,41 @@ class NonceManager:
             expired += 1
         if expired and not highest:  # a dict keeps its largest table: start small again
             self._highest_nc = {}
+        issued, counts, lifetime = self._issued, self._counts, self.lifetime
+        index, end = self._start, len(issued)
+        while index < end and now - issued[index] >= lifetime:
+            if counts[index]:
+                expired += 1
+                self._remembered -= 1
+            index += 1
+        self._start = index
+        self._compact()
         return expired
 
     def _prune(self, now: float) -> None:
         """Forget expired nonces; if still full, forget the oldest and raise the floor."""
-        while self._heap and now - self._heap[0][0] >= self.lifetime:
-            del self._highest_nc[heapq.heappop(self._heap)[1]]
-        while len(self._heap) >= self._max_entries:
-            issued, nonce = heapq.heappop(self._heap)
-            del self._highest_nc[nonce]
+        self.expire(now)
+        while len(self) >= self._max_entries:
+            oldest_here = self._oldest_remembered()
+            if self._heap and (oldest_here < 0 or self._heap[0][0] <= self._issued[oldest_here]):
+                issued, nonce = heapq.heappop(self._heap)
+                del self._highest_nc[nonce]
+            else:
+                issued = self._issued[oldest_here]
+                self._counts[oldest_here] = 0
+                self._remembered -= 1
             self._floor = max(self._floor, issued)
+
+    def _oldest_remembered(self) -> int:
+        counts = self._counts
+        for index in range(self._start, len(counts)):
+            if counts[index]:
+                return index
+        return -1
 
     def __len__(self) -> int:
         """How many nonces have their ``nc`` remembered."""
-        return len(self._highest_nc)
+        return len(self._highest_nc) + self._remembered
 
 
 @dataclass(slots=True)

@@ -724,3 +724,43 @@ def test_any_credentials_round_trip(username: str, password: str, nc: int) -> No
         creds, method="INVITE", password=password, ha1=None, realm=REALM, nonces=nonces, now=1.0
     )
     assert result is AuthResult.OK
+
+
+def test_nonces_issued_here_are_tracked_without_python_objects() -> None:
+    """A registration peak leaves nothing behind: nc lives in arrays indexed by seq."""
+    nonces = NonceManager(SECRET, lifetime=30.0)
+    issued = [nonces.issue(t / 100) for t in range(2000)]
+    for index, nonce in enumerate(issued):
+        assert nonces.check(nonce, "00000001", 20.0 + index / 1000) is NonceStatus.VALID
+    assert len(nonces) == 2000 and nonces._highest_nc == {}
+    assert nonces.check(issued[7], "00000001", 25.0) is NonceStatus.REPLAY
+    assert nonces.check(issued[7], "00000002", 25.0) is NonceStatus.VALID
+    assert nonces.expire(60.0) == 2000 and len(nonces) == 0
+    assert len(nonces._issued) < 1024  # trimmed from the front
+
+
+def test_a_nonce_from_another_node_is_tracked_too() -> None:
+    here, there = NonceManager(SECRET), NonceManager(SECRET)
+    for _ in range(3):
+        here.issue(10.0)  # the same seq numbers, other times
+    foreign = there.issue(11.0)
+    assert here.check(foreign, "00000001", 12.0) is NonceStatus.VALID
+    assert here.check(foreign, "00000001", 12.0) is NonceStatus.REPLAY
+    assert len(here) == 1
+    assert here.expire(41.0) == 1 and len(here) == 0
+
+
+def test_a_flood_of_challenges_stays_bounded() -> None:
+    """Past 4 * max_entries unused nonces the oldest leave the arrays, still usable once."""
+    nonces = NonceManager(SECRET, lifetime=30.0, max_entries=10)
+    first = nonces.issue(0.0)
+    assert nonces.check(first, "00000001", 0.5) is NonceStatus.VALID
+    old_unused = nonces.issue(0.5)
+    for _ in range(100):
+        nonces.issue(1.0)
+    assert len(nonces._issued) - nonces._start <= 40
+    # first had its nc remembered: forgetting it raised the floor, so it is stale.
+    assert nonces.check(first, "00000002", 2.0) is NonceStatus.STALE
+    # old_unused left the arrays unused: it is tracked like another node's nonce.
+    assert nonces.check(old_unused, "00000001", 2.0) is NonceStatus.VALID
+    assert nonces.check(old_unused, "00000001", 2.0) is NonceStatus.REPLAY
