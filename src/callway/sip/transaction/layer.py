@@ -101,10 +101,14 @@ def _client_key_bytes(key: ClientTransactionKey) -> bytes:
 
 def _peer_bytes(peer: Address) -> bytes:
     """``peer`` as bytes for a resting record: transport, host, port, local, conn."""
-    local_host, local_port = peer.local if peer.local is not None else ("", "")
-    conn = "" if peer.conn is None else peer.conn
-    fields = (peer.transport, peer.host, peer.port, local_host, local_port, conn)
-    return _SEP.join(map(str, fields)).encode("utf-8", "surrogatepass")
+    local = peer.local
+    conn = peer.conn
+    text = (
+        f"{peer.transport}\x00{peer.host}\x00{peer.port}\x00"
+        f"{local[0] if local else ''}\x00{local[1] if local else ''}\x00"
+        f"{'' if conn is None else conn}"
+    )
+    return text.encode("utf-8", "surrogatepass")
 
 
 def _peer_from(data: bytes) -> Address:

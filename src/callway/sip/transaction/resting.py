@@ -94,16 +94,20 @@ class RestingStore:
 
     def add(self, key_hash: int, key: bytes, payload: bytes, now: float) -> None:
         """Store ``payload`` under ``key`` until ``now + interval``."""
-        if self._find(key_hash, key) >= 0:
-            self.pop(key_hash, key)
         if 2 * (self._count + 1) > len(self._slots):
             self._resize(2 * len(self._slots))
-        position = self._append(now + self.interval, key_hash, key, payload)
         slots, hashes, mask = self._slots, self._hashes, self._mask
         slot = ((key_hash * _GOLDEN) & _U64) >> self._shift
-        while slots[slot]:
+        while True:
+            stored = slots[slot]
+            if not stored:
+                break
+            if hashes[slot] == key_hash and self._key_at(stored - 1) == key:
+                self.pop(key_hash, key)  # replaced, as in a dict
+                self.add(key_hash, key, payload, now)
+                return
             slot = (slot + 1) & mask
-        slots[slot] = position + 1
+        slots[slot] = self._append(now + self.interval, key_hash, key, payload) + 1
         hashes[slot] = key_hash
         self._count += 1
 
@@ -138,18 +142,23 @@ class RestingStore:
     def expire(self, now: float) -> int:
         """Drop every record whose time is up at ``now``; how many."""
         expired = 0
+        unpack, size = _HEADER.unpack_from, _HEADER.size
         while self._count:
-            segment = self._segments[0]
-            offset = self._head
-            deadline, key_hash, key_length, length, alive = _HEADER.unpack_from(segment, offset)
-            if alive and deadline > now:
+            segment, end, offset = self._segments[0], self._ends[0], self._head
+            base = self._first << _OFFSET_BITS
+            while offset < end:
+                deadline, key_hash, key_length, length, alive = unpack(segment, offset)
+                if alive:
+                    if deadline > now:
+                        break
+                    self._unindex(key_hash, base | offset)
+                    self._count -= 1
+                    expired += 1
+                offset += size + key_length + length
+            self._head = offset
+            if offset < end:
                 break
-            if alive:
-                self._unindex(key_hash, (self._first << _OFFSET_BITS) | offset)
-                self._count -= 1
-                expired += 1
-            self._head = offset + _HEADER.size + key_length + length
-            self._skip_dead()
+            self._skip_dead()  # the segment is used up: unmap it
         if expired and len(self._slots) > _MIN_SLOTS and 8 * self._count < len(self._slots):
             self._resize(max(_MIN_SLOTS, 1 << (4 * self._count).bit_length()))
         return expired
@@ -157,18 +166,16 @@ class RestingStore:
     # -- the log of records -----------------------------------------------
 
     def _append(self, deadline: float, key_hash: int, key: bytes, payload: bytes) -> int:
-        size = _HEADER.size + len(key) + len(payload)
-        if not self._segments or self._ends[-1] + size > len(self._segments[-1]):
-            self._segments.append(mmap.mmap(-1, max(_SEGMENT, size)))
-            self._ends.append(0)
-        segment = self._segments[-1]
-        offset = self._ends[-1]
-        _HEADER.pack_into(segment, offset, deadline, key_hash, len(key), len(payload), 1)
-        start = offset + _HEADER.size
-        segment[start : start + len(key)] = key
-        segment[start + len(key) : start + len(key) + len(payload)] = payload
-        self._ends[-1] = offset + size
-        return ((self._first + len(self._segments) - 1) << _OFFSET_BITS) | offset
+        record = _HEADER.pack(deadline, key_hash, len(key), len(payload), 1) + key + payload
+        size = len(record)
+        segments, ends = self._segments, self._ends
+        if not segments or ends[-1] + size > len(segments[-1]):
+            segments.append(mmap.mmap(-1, max(_SEGMENT, size)))
+            ends.append(0)
+        offset = ends[-1]
+        segments[-1][offset : offset + size] = record
+        ends[-1] = offset + size
+        return ((self._first + len(segments) - 1) << _OFFSET_BITS) | offset
 
     def _locate(self, position: int) -> tuple[mmap.mmap, int]:
         return self._segments[(position >> _OFFSET_BITS) - self._first], position & _OFFSET_MASK
