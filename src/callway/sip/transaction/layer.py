@@ -20,6 +20,9 @@ object per record; records of one store expire in the order they came):
   the TU's 2xx retransmissions go; retransmitted INVITEs are absorbed;
 * an INVITE client transaction in Accepted (RFC 6026), until Timer M: every
   2xx is passed to the TU, anything else absorbed;
+* an INVITE client transaction over UDP in Completed, until Timer D
+  (§17.1.1.2): its ACK and where it goes, resent for each retransmitted
+  non-2xx final response (a call that was busy, cancelled or refused);
 * a non-INVITE client transaction over UDP in Completed, until Timer K
   (T4, §17.1.2.2): responses are absorbed.
 
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 from callway.core.address import Address
 from callway.sip.message import Request, Response, parse_message
+from callway.sip.transaction.builders import build_ack
 from callway.sip.transaction.client import (
     ClientTransaction,
     InviteClientTransaction,
@@ -149,16 +153,19 @@ class TransactionLayer:
         # Transactions that only wait for a timer (see the module docstring).
         udp_j = self.config.interval(Interval.T1_X64_OR_ZERO, reliable=False, last=None)
         udp_k = self.config.interval(Interval.T4_OR_ZERO, reliable=False, last=None)
+        udp_d = self.config.interval(Interval.TIMER_D, reliable=False, last=None)
         t1_x64 = self.config.interval(Interval.T1_X64, reliable=False, last=None)
         self._resting = RestingStore(udp_j or 0.0)  # Timer J: key -> peer + response
         self._accepted_servers = RestingStore(t1_x64 or 0.0)  # Timer L: key -> peer
         self._accepted_clients = RestingStore(t1_x64 or 0.0)  # Timer M
         self._completed_clients = RestingStore(udp_k or 0.0)  # Timer K
+        self._completed_invites = RestingStore(udp_d or 0.0)  # Timer D: key -> peer + ACK
         self._stores = (
             self._resting,
             self._accepted_servers,
             self._accepted_clients,
             self._completed_clients,
+            self._completed_invites,
         )
 
     # -- client side (§17.1) ---------------------------------------------------
@@ -199,6 +206,9 @@ class TransactionLayer:
                 if status < 300:
                     self._accept_client(transaction, response, now)
                     return
+                if status <= 699:
+                    self._complete_invite_client(transaction, response, now)
+                    return
             elif status <= 699:
                 self._complete_client(transaction, response, now)
                 return
@@ -214,6 +224,21 @@ class TransactionLayer:
         del self._clients[key]
         self._accepted_clients.add(hash(key), _client_key_bytes(key), b"", now)
 
+    def _complete_invite_client(
+        self, transaction: ClientTransaction, response: Response, now: float
+    ) -> None:
+        """Figure 5: a 300-699 is ACKed and goes to the TU; Completed until Timer D."""
+        key = transaction.key
+        peer = transaction.peer
+        ack = build_ack(transaction.request, response)  # §17.1.1.3
+        self._out.messages.append((ack, peer))
+        self._out.events.append(ResponseReceived(key, response))
+        transaction.terminate()  # cancels Timers A and B
+        del self._clients[key]
+        if not peer.reliable and self._completed_invites.interval:  # Timer D is zero if reliable
+            payload = _with_peer(peer, ack.seal())
+            self._completed_invites.add(hash(key), _client_key_bytes(key), payload, now)
+
     def _complete_client(
         self, transaction: ClientTransaction, response: Response, now: float
     ) -> None:
@@ -227,13 +252,22 @@ class TransactionLayer:
 
     def _absorb_response(self, key: ClientTransactionKey, response: Response) -> bool:
         """A response to a resting client transaction: a 2xx in Accepted goes up, else absorbed."""
-        if key.method == "INVITE":
-            if self._accepted_clients.get(hash(key), _client_key_bytes(key)) is None:
-                return False
+        key_hash, key_bytes = hash(key), _client_key_bytes(key)
+        if key.method != "INVITE":
+            return self._completed_clients.get(key_hash, key_bytes) is not None
+        if self._accepted_clients.get(key_hash, key_bytes) is not None:
             if 200 <= response.status < 300:  # RFC 6026: every 2xx goes to the TU
                 self._out.events.append(ResponseReceived(key, response))
             return True
-        return self._completed_clients.get(hash(key), _client_key_bytes(key)) is not None
+        payload = self._completed_invites.get(key_hash, key_bytes)
+        if payload is None:
+            return False
+        if response.status >= 300:  # §17.1.1.2: a retransmitted final is ACKed again
+            peer, ack = _split_peer(payload)
+            parsed = parse_message(ack)
+            assert isinstance(parsed, Request)
+            self._out.messages.append((parsed, peer))
+        return True
 
     # -- server side (§17.2) ---------------------------------------------------
 
@@ -401,6 +435,13 @@ class TransactionLayer:
 
     def transport_error(self, message: Request | Response, now: float) -> None:
         """The shell failed to send ``message``; inform its transaction (§17.1.4, §17.2.4)."""
+        if isinstance(message, Request) and message.method == "ACK":
+            client = client_key(message)
+            if client is not None and self._completed_invites.pop(
+                hash(client), _client_key_bytes(client)
+            ):
+                self._out.events.append(TransportError(client))  # Completed -> Terminated
+                return
         if isinstance(message, Response):
             server = response_server_key(message)
             if server is not None:
@@ -437,8 +478,8 @@ class TransactionLayer:
         """
         found = self._find(key)
         if found is None:
-            store, key_bytes = self._store_of(key)
-            return store is not None and store.pop(hash(key), key_bytes) is not None
+            resting = self._resting_state(key)
+            return resting is not None and resting[0].pop(hash(key), resting[1]) is not None
         found.terminate()
         self._reap(found)
         return True
@@ -447,23 +488,32 @@ class TransactionLayer:
         """The state of a live transaction, or None once it is terminated."""
         found = self._find(key)
         if found is None:
-            store, key_bytes = self._store_of(key)
-            if store is None or store.get(hash(key), key_bytes) is None:
-                return None
-            if store is self._resting or store is self._completed_clients:
-                return State.COMPLETED
-            return State.ACCEPTED
+            resting = self._resting_state(key)
+            return None if resting is None else resting[2]
         return found.state
 
-    def _store_of(self, key: TransactionKey) -> tuple[RestingStore | None, bytes]:
-        """The store where ``key`` would rest, and its bytes there."""
+    def _resting_state(self, key: TransactionKey) -> tuple[RestingStore, bytes, State] | None:
+        """The store holding ``key`` as a resting record, its bytes there and its state."""
+        candidates: tuple[tuple[RestingStore, State], ...]
         if isinstance(key, ClientTransactionKey):
-            store = self._accepted_clients if key.method == "INVITE" else self._completed_clients
-            return store, _client_key_bytes(key)
-        if key.legacy and key.method == "INVITE":
-            return None, b""
-        store = self._accepted_servers if key.method == "INVITE" else self._resting
-        return store, _server_key_bytes(key)
+            key_bytes = _client_key_bytes(key)
+            if key.method == "INVITE":
+                candidates = (
+                    (self._accepted_clients, State.ACCEPTED),
+                    (self._completed_invites, State.COMPLETED),
+                )
+            else:
+                candidates = ((self._completed_clients, State.COMPLETED),)
+        else:
+            key_bytes = _server_key_bytes(key)
+            if key.method == "INVITE":
+                candidates = ((self._accepted_servers, State.ACCEPTED),)
+            else:
+                candidates = ((self._resting, State.COMPLETED),)
+        for store, state in candidates:
+            if store.get(hash(key), key_bytes) is not None:
+                return store, key_bytes, state
+        return None
 
     def _find(self, key: TransactionKey) -> Transaction | None:
         if isinstance(key, ClientTransactionKey):

@@ -206,3 +206,24 @@ def test_resting_transactions_hold_no_python_objects() -> None:
     assert per_transaction < 60, per_transaction
     layer.handle_timer(32.0)
     assert layer.active_transactions == 0 and layer.resting_bytes == 0
+
+
+def test_completed_invite_client_rests_with_its_ack_until_timer_d() -> None:
+    """A refused call: the ACK is kept as bytes, resent per retransmitted final (§17.1.1.2)."""
+    layer = TransactionLayer()
+    call = invite("z9hG4bK-d1")
+    key = layer.send_request(call, PEER, 0.0)
+    layer.messages_to_send()
+    busy = make_response(call, 486, to_tag="t")
+    layer.receive_response(busy, PEER, 1.0)
+    [(ack, dest)] = layer.messages_to_send()
+    assert isinstance(ack, Request) and ack.method == "ACK" and dest == PEER
+    assert layer.next_event() == ResponseReceived(key, busy)
+    assert layer.state(key) is State.COMPLETED and layer.get_timer() == 33.0  # Timer D
+    layer.receive_response(busy, PEER, 2.0)
+    [(again, dest)] = layer.messages_to_send()
+    assert again.to_bytes() == ack.to_bytes() and dest == PEER
+    assert layer.next_event() is None  # not passed up twice
+    layer.transport_error(again, 3.0)  # the ACK could not be sent: Terminated
+    assert layer.next_event() == TransportError(key)
+    assert layer.state(key) is None and layer.active_transactions == 0
