@@ -160,6 +160,8 @@ class TransactionLayer:
         self._accepted_clients = RestingStore(t1_x64 or 0.0)  # Timer M
         self._completed_clients = RestingStore(udp_k or 0.0)  # Timer K
         self._completed_invites = RestingStore(udp_d or 0.0)  # Timer D: key -> peer + ACK
+        # The last key absorb_retransmission looked up, with its bytes.
+        self._asked: tuple[ServerTransactionKey | None, bytes] = (None, b"")
         self._stores = (
             self._resting,
             self._accepted_servers,
@@ -394,7 +396,9 @@ class TransactionLayer:
         """
         if key in self._servers:
             return None
-        payload = self._resting.get(hash(key), _server_key_bytes(key))
+        key_bytes = _server_key_bytes(key)
+        self._asked = (key, key_bytes)  # rest_final_response usually follows
+        payload = self._resting.get(hash(key), key_bytes)
         if payload is None:
             return False
         peer, response = _split_peer(payload)
@@ -413,7 +417,10 @@ class TransactionLayer:
         """
         if peer.reliable or not self._resting.interval:
             return
-        self._resting.add(hash(key), _server_key_bytes(key), _with_peer(peer, response), now)
+        asked, key_bytes = self._asked
+        if asked is not key:
+            key_bytes = _server_key_bytes(key)
+        self._resting.add(hash(key), key_bytes, _with_peer(peer, response), now)
 
     def find_invite_server_transaction(self, cancel: Request) -> ServerTransactionKey | None:
         """The INVITE server transaction a CANCEL targets, if it still exists (§9.2).
@@ -523,8 +530,15 @@ class TransactionLayer:
     @property
     def active_transactions(self) -> int:
         """How many transactions are alive."""
-        resting = sum(len(store) for store in self._stores)
-        return len(self._clients) + len(self._servers) + resting
+        return (
+            len(self._clients)
+            + len(self._servers)
+            + len(self._resting)
+            + len(self._accepted_servers)
+            + len(self._accepted_clients)
+            + len(self._completed_clients)
+            + len(self._completed_invites)
+        )
 
     @property
     def resting_bytes(self) -> int:
@@ -547,7 +561,7 @@ class TransactionLayer:
         """The earliest timer deadline, or None when no timer runs."""
         deadline = self._out.timers.next_deadline()
         for store in self._stores:
-            first = store.next_deadline()
+            first = store.next_deadline
             if first is not None and (deadline is None or first < deadline):
                 deadline = first
         return deadline

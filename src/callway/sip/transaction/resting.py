@@ -63,6 +63,7 @@ class RestingStore:
         "_shift",
         "_slots",
         "interval",
+        "next_deadline",
     )
 
     def __init__(self, interval: float) -> None:
@@ -72,6 +73,8 @@ class RestingStore:
         self._first = 0  # number of self._segments[0]
         self._head = 0  # offset of the oldest record in self._segments[0]
         self._count = 0
+        #: When the oldest record expires (None when there is none).
+        self.next_deadline: float | None = None
         self._slots = _table(_MIN_SLOTS)  # position + 1 of a record; 0 is empty
         self._hashes = _table(_MIN_SLOTS)
         self._mask = _MIN_SLOTS - 1
@@ -107,8 +110,11 @@ class RestingStore:
                 self.add(key_hash, key, payload, now)
                 return
             slot = (slot + 1) & mask
-        slots[slot] = self._append(now + self.interval, key_hash, key, payload) + 1
+        deadline = now + self.interval
+        slots[slot] = self._append(deadline, key_hash, key, payload) + 1
         hashes[slot] = key_hash
+        if not self._count:
+            self.next_deadline = deadline
         self._count += 1
 
     def get(self, key_hash: int, key: bytes) -> bytes | None:
@@ -128,16 +134,17 @@ class RestingStore:
         self._delete_slot(slot)
         self._count -= 1
         self._skip_dead()
+        self._read_next()
         return payload
 
-    # -- Timer J, K, L, M -------------------------------------------------
+    def _read_next(self) -> None:
+        """Cache the head record's deadline (the head is alive once _skip_dead ran)."""
+        if self._count:
+            self.next_deadline = _HEADER.unpack_from(self._segments[0], self._head)[0]
+        else:
+            self.next_deadline = None
 
-    def next_deadline(self) -> float | None:
-        """When the oldest record expires (a removed one may still answer: harmless)."""
-        if not self._count:
-            return None
-        deadline: float = _HEADER.unpack_from(self._segments[0], self._head)[0]
-        return deadline
+    # -- Timer J, K, L, M -------------------------------------------------
 
     def expire(self, now: float) -> int:
         """Drop every record whose time is up at ``now``; how many."""
@@ -159,6 +166,7 @@ class RestingStore:
             if offset < end:
                 break
             self._skip_dead()  # the segment is used up: unmap it
+        self._read_next()
         if expired and len(self._slots) > _MIN_SLOTS and 8 * self._count < len(self._slots):
             self._resize(max(_MIN_SLOTS, 1 << (4 * self._count).bit_length()))
         return expired

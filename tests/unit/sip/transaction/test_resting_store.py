@@ -16,14 +16,14 @@ def test_add_get_pop_and_expiry_in_order() -> None:
     assert len(store) == 2
     assert store.get(hash(b"a"), b"a") == b"payload-a"
     assert store.get(hash(b"c"), b"c") is None
-    assert store.next_deadline() == 32.0
+    assert store.next_deadline == 32.0
     assert store.expire(31.9) == 0
     assert store.expire(32.0) == 1
     assert store.get(hash(b"a"), b"a") is None
-    assert store.next_deadline() == 33.0
+    assert store.next_deadline == 33.0
     assert store.pop(hash(b"b"), b"b") == b"payload-b"
     assert store.pop(hash(b"b"), b"b") is None
-    assert len(store) == 0 and store.next_deadline() is None
+    assert len(store) == 0 and store.next_deadline is None
     assert store.mapped_bytes == 0  # the last map is given back
 
 
@@ -42,7 +42,7 @@ def test_adding_a_stored_key_replaces_it() -> None:
     store.add(1, b"k", b"old", now=0.0)
     store.add(1, b"k", b"new", now=5.0)
     assert len(store) == 1 and store.get(1, b"k") == b"new"
-    assert store.next_deadline() == 15.0  # the replaced record was skipped
+    assert store.next_deadline == 15.0  # the replaced record was skipped
     assert store.expire(10.0) == 0
     assert store.expire(15.0) == 1
 
@@ -94,7 +94,7 @@ def test_against_a_dict_with_colliding_hashes(seed: int) -> None:
             expected = model.get(key)
             assert store.get(key_hash, key) == (expected[0] if expected else None)
         assert len(store) == len(model)
-        deadline = store.next_deadline()
+        deadline = store.next_deadline
         if model:
             assert deadline is not None and deadline <= min(d for _, d in model.values())
         else:
