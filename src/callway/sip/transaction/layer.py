@@ -103,14 +103,14 @@ def _client_key_bytes(key: ClientTransactionKey) -> bytes:
     return f"{key.branch}{_SEP}{key.method}".encode("utf-8", "surrogatepass")
 
 
-def _peer_bytes(peer: Address) -> bytes:
+def _peer_bytes(peer: Address, end: str = "") -> bytes:
     """``peer`` as bytes for a resting record: transport, host, port, local, conn."""
     local = peer.local
     conn = peer.conn
     text = (
         f"{peer.transport}\x00{peer.host}\x00{peer.port}\x00"
         f"{local[0] if local else ''}\x00{local[1] if local else ''}\x00"
-        f"{'' if conn is None else conn}"
+        f"{'' if conn is None else conn}{end}"
     )
     return text.encode("utf-8", "surrogatepass")
 
@@ -123,15 +123,14 @@ def _peer_from(data: bytes) -> Address:
     return Address(transport, host, int(port), local, int(conn) if conn else None)
 
 
-def _with_peer(peer: Address, response: bytes) -> bytes:
-    """A resting final response: the peer's length, the peer, the response's bytes."""
-    encoded = _peer_bytes(peer)
-    return len(encoded).to_bytes(2, "big") + encoded + response
+def _with_peer(peer: Address, message: bytes) -> bytes:
+    """A resting message to resend: the peer, a line feed (never in a peer), the bytes."""
+    return _peer_bytes(peer, "\n") + message
 
 
 def _split_peer(payload: bytes) -> tuple[Address, bytes]:
-    length = int.from_bytes(payload[:2], "big")
-    return _peer_from(payload[2 : 2 + length]), payload[2 + length :]
+    peer, message = payload.split(b"\n", 1)
+    return _peer_from(peer), message
 
 
 def _parsed_response(data: bytes) -> Response:
@@ -533,11 +532,11 @@ class TransactionLayer:
         return (
             len(self._clients)
             + len(self._servers)
-            + len(self._resting)
-            + len(self._accepted_servers)
-            + len(self._accepted_clients)
-            + len(self._completed_clients)
-            + len(self._completed_invites)
+            + self._resting.count
+            + self._accepted_servers.count
+            + self._accepted_clients.count
+            + self._completed_clients.count
+            + self._completed_invites.count
         )
 
     @property

@@ -36,8 +36,6 @@ _SEGMENT = 1 << 20
 _OFFSET_BITS = 32
 _OFFSET_MASK = (1 << _OFFSET_BITS) - 1
 _MIN_SLOTS = 1 << 10
-_GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: Fibonacci hashing spreads runs of keys
-_U64 = (1 << 64) - 1
 
 
 def _table(size: int) -> array[int]:
@@ -48,20 +46,21 @@ class RestingStore:
     """Records ``key -> payload`` that all live ``interval`` seconds (see the module docstring).
 
     Keys are given as their ``hash()`` and their bytes (the bytes decide
-    equality, the hash only finds candidates).  Adding a key that is already
+    equality, the hash only finds candidates).  The table uses the hash's low
+    bits as they are: they must be well mixed, as Python's hashes of strings,
+    bytes and tuples of them are (not those of small integers).  Adding a key that is already
     stored replaces the record, as a dict would.
     """
 
     __slots__ = (
-        "_count",
         "_ends",
         "_first",
         "_hashes",
         "_head",
         "_mask",
         "_segments",
-        "_shift",
         "_slots",
+        "count",
         "interval",
         "next_deadline",
     )
@@ -72,16 +71,16 @@ class RestingStore:
         self._ends: list[int] = []  # bytes used in each segment
         self._first = 0  # number of self._segments[0]
         self._head = 0  # offset of the oldest record in self._segments[0]
-        self._count = 0
+        #: How many records are stored (what ``len()`` gives, without the call).
+        self.count = 0
         #: When the oldest record expires (None when there is none).
         self.next_deadline: float | None = None
         self._slots = _table(_MIN_SLOTS)  # position + 1 of a record; 0 is empty
         self._hashes = _table(_MIN_SLOTS)
         self._mask = _MIN_SLOTS - 1
-        self._shift = 64 - (_MIN_SLOTS.bit_length() - 1)
 
     def __len__(self) -> int:
-        return self._count
+        return self.count
 
     @property
     def mapped_bytes(self) -> int:
@@ -97,30 +96,47 @@ class RestingStore:
 
     def add(self, key_hash: int, key: bytes, payload: bytes, now: float) -> None:
         """Store ``payload`` under ``key`` until ``now + interval``."""
-        if 2 * (self._count + 1) > len(self._slots):
-            self._resize(2 * len(self._slots))
-        slots, hashes, mask = self._slots, self._hashes, self._mask
-        slot = ((key_hash * _GOLDEN) & _U64) >> self._shift
-        while True:
-            stored = slots[slot]
-            if not stored:
-                break
+        slots = self._slots
+        if 2 * self.count + 2 > len(slots):
+            self._resize(2 * len(slots))
+            slots = self._slots
+        hashes, mask = self._hashes, self._mask
+        slot = key_hash & mask
+        stored = slots[slot]
+        while stored:
             if hashes[slot] == key_hash and self._key_at(stored - 1) == key:
                 self.pop(key_hash, key)  # replaced, as in a dict
                 self.add(key_hash, key, payload, now)
                 return
             slot = (slot + 1) & mask
+            stored = slots[slot]
         deadline = now + self.interval
-        slots[slot] = self._append(deadline, key_hash, key, payload) + 1
+        record = _HEADER.pack(deadline, key_hash, len(key), len(payload), 1) + key + payload
+        size = len(record)
+        segments, ends = self._segments, self._ends
+        if not segments or ends[-1] + size > len(segments[-1]):
+            segments.append(mmap.mmap(-1, max(_SEGMENT, size)))
+            ends.append(0)
+        offset = ends[-1]
+        segments[-1][offset : offset + size] = record
+        ends[-1] = offset + size
+        slots[slot] = (((self._first + len(segments) - 1) << _OFFSET_BITS) | offset) + 1
         hashes[slot] = key_hash
-        if not self._count:
+        if not self.count:
             self.next_deadline = deadline
-        self._count += 1
+        self.count += 1
 
     def get(self, key_hash: int, key: bytes) -> bytes | None:
         """The payload stored under ``key``, or None."""
-        slot = self._find(key_hash, key)
-        return None if slot < 0 else self._payload_at(self._slots[slot] - 1)
+        slots, hashes, mask = self._slots, self._hashes, self._mask
+        slot = key_hash & mask
+        stored = slots[slot]
+        while stored:
+            if hashes[slot] == key_hash and self._key_at(stored - 1) == key:
+                return self._payload_at(stored - 1)
+            slot = (slot + 1) & mask
+            stored = slots[slot]
+        return None
 
     def pop(self, key_hash: int, key: bytes) -> bytes | None:
         """Remove ``key`` before its time; its payload, or None if absent."""
@@ -132,14 +148,14 @@ class RestingStore:
         segment, offset = self._locate(position)
         segment[offset + _ALIVE] = 0
         self._delete_slot(slot)
-        self._count -= 1
+        self.count -= 1
         self._skip_dead()
         self._read_next()
         return payload
 
     def _read_next(self) -> None:
         """Cache the head record's deadline (the head is alive once _skip_dead ran)."""
-        if self._count:
+        if self.count:
             self.next_deadline = _HEADER.unpack_from(self._segments[0], self._head)[0]
         else:
             self.next_deadline = None
@@ -150,7 +166,8 @@ class RestingStore:
         """Drop every record whose time is up at ``now``; how many."""
         expired = 0
         unpack, size = _HEADER.unpack_from, _HEADER.size
-        while self._count:
+        slots, hashes, mask = self._slots, self._hashes, self._mask
+        while self.count:
             segment, end, offset = self._segments[0], self._ends[0], self._head
             base = self._first << _OFFSET_BITS
             while offset < end:
@@ -158,8 +175,24 @@ class RestingStore:
                 if alive:
                     if deadline > now:
                         break
-                    self._unindex(key_hash, base | offset)
-                    self._count -= 1
+                    # Find the record's slot and empty it (as _delete_slot, inlined).
+                    wanted = (base | offset) + 1
+                    hole = key_hash & mask
+                    while slots[hole] != wanted:
+                        hole = (hole + 1) & mask
+                    slot = hole
+                    while True:
+                        slot = (slot + 1) & mask
+                        stored = slots[slot]
+                        if not stored:
+                            break
+                        if (slot - hashes[slot]) & mask >= (slot - hole) & mask:
+                            slots[hole] = stored
+                            hashes[hole] = hashes[slot]
+                            hole = slot
+                    slots[hole] = 0
+                    hashes[hole] = 0
+                    self.count -= 1
                     expired += 1
                 offset += size + key_length + length
             self._head = offset
@@ -167,23 +200,11 @@ class RestingStore:
                 break
             self._skip_dead()  # the segment is used up: unmap it
         self._read_next()
-        if expired and len(self._slots) > _MIN_SLOTS and 8 * self._count < len(self._slots):
-            self._resize(max(_MIN_SLOTS, 1 << (4 * self._count).bit_length()))
+        if expired and len(self._slots) > _MIN_SLOTS and 8 * self.count < len(self._slots):
+            self._resize(max(_MIN_SLOTS, 1 << (4 * self.count).bit_length()))
         return expired
 
     # -- the log of records -----------------------------------------------
-
-    def _append(self, deadline: float, key_hash: int, key: bytes, payload: bytes) -> int:
-        record = _HEADER.pack(deadline, key_hash, len(key), len(payload), 1) + key + payload
-        size = len(record)
-        segments, ends = self._segments, self._ends
-        if not segments or ends[-1] + size > len(segments[-1]):
-            segments.append(mmap.mmap(-1, max(_SEGMENT, size)))
-            ends.append(0)
-        offset = ends[-1]
-        segments[-1][offset : offset + size] = record
-        ends[-1] = offset + size
-        return ((self._first + len(segments) - 1) << _OFFSET_BITS) | offset
 
     def _locate(self, position: int) -> tuple[mmap.mmap, int]:
         return self._segments[(position >> _OFFSET_BITS) - self._first], position & _OFFSET_MASK
@@ -199,7 +220,7 @@ class RestingStore:
         segments, ends = self._segments, self._ends
         while segments:
             if self._head >= ends[0]:
-                if len(segments) == 1 and not self._count:
+                if len(segments) == 1 and not self.count:
                     segments.pop().close()
                     ends.pop()
                     self._first += 1
@@ -212,7 +233,7 @@ class RestingStore:
                 self._first += 1
                 self._head = 0
                 continue
-            if not self._count:  # everything left is dead
+            if not self.count:  # everything left is dead
                 for segment in segments:
                     segment.close()
                 self._first += len(segments)
@@ -231,7 +252,7 @@ class RestingStore:
     def _find(self, key_hash: int, key: bytes) -> int:
         """The slot holding ``key``, or -1."""
         slots, hashes, mask = self._slots, self._hashes, self._mask
-        slot = ((key_hash * _GOLDEN) & _U64) >> self._shift
+        slot = key_hash & mask
         while True:
             stored = slots[slot]
             if not stored:
@@ -246,25 +267,18 @@ class RestingStore:
         start = offset + _HEADER.size
         return segment[start : start + key_length]
 
-    def _unindex(self, key_hash: int, position: int) -> None:
-        slots, mask, wanted = self._slots, self._mask, position + 1
-        slot = ((key_hash * _GOLDEN) & _U64) >> self._shift
-        while slots[slot] != wanted:
-            slot = (slot + 1) & mask
-        self._delete_slot(slot)
-
     def _delete_slot(self, hole: int) -> None:
         """Empty ``hole``, moving later entries of its probe run back (no tombstones)."""
-        slots, hashes, mask, shift = self._slots, self._hashes, self._mask, self._shift
+        slots, hashes, mask = self._slots, self._hashes, self._mask
         slot = hole
         while True:
             slot = (slot + 1) & mask
             stored = slots[slot]
             if not stored:
                 break
-            home = ((hashes[slot] * _GOLDEN) & _U64) >> shift
-            # The entry may fill the hole if the hole lies on its probe path.
-            if (slot - home) & mask >= (slot - hole) & mask:
+            # The entry may fill the hole if the hole lies on its probe path,
+            # i.e. is no nearer to the entry than its home slot (hash & mask).
+            if (slot - hashes[slot]) & mask >= (slot - hole) & mask:
                 slots[hole] = stored
                 hashes[hole] = hashes[slot]
                 hole = slot
@@ -274,13 +288,12 @@ class RestingStore:
     def _resize(self, size: int) -> None:
         old_slots, old_hashes = self._slots, self._hashes
         slots, hashes, mask = _table(size), _table(size), size - 1
-        shift = 64 - (size.bit_length() - 1)
         for index, stored in enumerate(old_slots):
             if stored:
                 key_hash = old_hashes[index]
-                slot = ((key_hash * _GOLDEN) & _U64) >> shift
+                slot = key_hash & mask
                 while slots[slot]:
                     slot = (slot + 1) & mask
                 slots[slot] = stored
                 hashes[slot] = key_hash
-        self._slots, self._hashes, self._mask, self._shift = slots, hashes, mask, shift
+        self._slots, self._hashes, self._mask = slots, hashes, mask

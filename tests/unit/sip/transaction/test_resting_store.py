@@ -60,7 +60,7 @@ def test_a_peak_is_given_back_maps_and_table() -> None:
     store = RestingStore(32.0)
     payload = b"x" * 400
     for index in range(20_000):
-        store.add(hash(index), str(index).encode(), payload, now=index / 1000)
+        store.add(hash(str(index)), str(index).encode(), payload, now=index / 1000)
     assert store.mapped_bytes >= 20_000 * 400 and store.table_slots >= 40_000
     assert store.expire(100.0) == 20_000
     assert store.mapped_bytes == 0 and store.table_slots == 1024
