@@ -329,6 +329,7 @@ class PbxApp:
         """SIGUSR1: one ``stats:`` line of live counts (leak checks, operators)."""
         counts = self.calls.stats()
         counts["transactions"] = self.stack.transactions.active_transactions
+        counts["resting_kib"] = self.stack.transactions.resting_bytes // 1024
         log.info("stats: %s", " ".join(f"{k}={v}" for k, v in counts.items()))
 
     def log_memory(self) -> None:
