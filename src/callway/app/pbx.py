@@ -49,6 +49,7 @@ from callway.pbx.location import Location
 from callway.pbx.model import PjsipConfig
 from callway.pbx.registrar import Registrar
 from callway.pbx.registrar_fast import FastRegistrar
+from callway.sip.transaction import TransactionConfig
 from callway.store.cdr import SqliteCdrStore
 from callway.store.redis_location import RedisReplicator, ReplicatedLocation
 from callway.store.redis_state import RedisState
@@ -61,6 +62,14 @@ from callway.transport.tls import TlsConfigError, client_context, load_certifica
 log = logging.getLogger("callway.pbx")
 
 TICK = 0.5
+
+
+def transaction_timers(config: PjsipConfig) -> TransactionConfig:
+    """RFC 3261 T1 and Timer B from pjsip.conf's ``type=system`` (ms, as Asterisk's)."""
+    system = config.system
+    t1 = system.timer_t1 / 1000
+    timer_b = system.timer_b / 1000
+    return TransactionConfig(t1=t1, timer_b=None if timer_b == 64 * t1 else timer_b)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +148,7 @@ class PbxApp:
             self.cluster = RedisState(self.options.store.url, node, self.options.store.prefix)
         self.auth = Authenticator(self.config, algorithms=self.options.auth.algorithms)
         self.registrar = Registrar(self.config, self.location, self.auth)
-        self.stack = SipStack()
+        self.stack = SipStack(timers=transaction_timers(self.config))
         self.tracer = build_tracer(
             self.options.trace, base=settings.config_dir, local_for=self.stack.default_local
         )
@@ -307,6 +316,8 @@ class PbxApp:
         except ConfigError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return False
+        if transaction_timers(config) != self.stack.transactions.config:
+            log.warning("timer_t1/timer_b changed in pjsip.conf [system]: applied at restart")
         self.config = config
         self.auth.config = config
         self.registrar.config = config

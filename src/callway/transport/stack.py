@@ -31,7 +31,12 @@ from callway.core.address import Address
 from callway.sip.errors import ParseError
 from callway.sip.message import Request, Response, parse_message
 from callway.sip.reply import error_response
-from callway.sip.transaction import TransactionError, TransactionEvent, TransactionLayer
+from callway.sip.transaction import (
+    TransactionConfig,
+    TransactionError,
+    TransactionEvent,
+    TransactionLayer,
+)
 from callway.stun.server import binding_response
 from callway.transport.guard import Guard
 from callway.transport.tcp import StreamLimits, StreamServer
@@ -65,9 +70,10 @@ class SipStack:
         *,
         clock: Callable[[], float] = time.time,
         trace: Callable[[str, bytes, Address], None] | None = None,
+        timers: TransactionConfig | None = None,
     ) -> None:
         self.clock = clock
-        self.transactions = TransactionLayer()
+        self.transactions = TransactionLayer(timers)
         self.tu: TransactionUser | None = None
         self.udp: list[UdpEndpoint] = []
         self.streams: list[StreamServer] = []

@@ -128,7 +128,7 @@ class Action(enum.Enum):
 TIMER_ACTIONS: Mapping[Action, tuple[Timer, Interval]] = {
     Action.START_A: (Timer.A, Interval.T1),
     Action.DOUBLE_A: (Timer.A, Interval.DOUBLE),
-    Action.START_B: (Timer.B, Interval.T1_X64),
+    Action.START_B: (Timer.B, Interval.TIMER_B),
     Action.START_D: (Timer.D, Interval.TIMER_D),
     Action.START_E: (Timer.E, Interval.T1),
     Action.DOUBLE_E: (Timer.E, Interval.DOUBLE_UP_TO_T2),

@@ -60,7 +60,8 @@ class Interval(enum.Enum):
     DOUBLE = "twice the last interval (Timer A, §17.1.1.2)"
     DOUBLE_UP_TO_T2 = "min(2 * last, T2) (Timers E and G)"
     T2 = "T2 (Timer E in Proceeding, §17.1.2.2)"
-    T1_X64 = "64*T1 (Timers B, F, H, L, M)"
+    T1_X64 = "64*T1 (Timers F, H, L, M)"
+    TIMER_B = "timer_b, 64*T1 unless set (Timer B, §17.1.1.2)"
     T1_X64_OR_ZERO = "64*T1, zero if reliable (Timer J)"
     T4_OR_ZERO = "T4, zero if reliable (Timers I and K)"
     TIMER_D = "timer_d, at least 64*T1, zero if reliable (Timer D)"
@@ -79,6 +80,8 @@ class TransactionConfig:
     32 s, §17.1.1.2; never less than 64*T1, so it outlives the server's Timer H).
     ``send_trying`` makes an INVITE server transaction answer 100 (Trying) at
     once, which satisfies §17.2.1 without a 200 ms timer in the TU.
+    ``timer_b`` is the INVITE client transaction's timeout when it should not
+    be 64*T1 (pjsip.conf ``[system] timer_b``; §17.1.1.2 allows a longer one).
     """
 
     t1: float = 0.5
@@ -86,6 +89,7 @@ class TransactionConfig:
     t4: float = 5.0
     timer_d: float = 32.0
     send_trying: bool = True
+    timer_b: float | None = None
 
     def interval(self, rule: Interval, *, reliable: bool, last: float | None) -> float | None:
         """The next interval for ``rule``; None means "do not run this timer"."""
@@ -101,6 +105,8 @@ class TransactionConfig:
                 return min(2 * previous, self.t2)
             case Interval.T2:
                 return self.t2
+            case Interval.TIMER_B:
+                return 64 * self.t1 if self.timer_b is None else self.timer_b
             case Interval.T1_X64:
                 return 64 * self.t1
             case Interval.T1_X64_OR_ZERO:
