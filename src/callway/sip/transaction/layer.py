@@ -20,6 +20,8 @@ object per record; records of one store expire in the order they came):
   the TU's 2xx retransmissions go; retransmitted INVITEs are absorbed;
 * an INVITE client transaction in Accepted (RFC 6026), until Timer M: every
   2xx is passed to the TU, anything else absorbed;
+* an INVITE server transaction over UDP in Confirmed (its non-2xx final
+  was ACKed), until Timer I (T4, §17.2.1): ACKs and INVITEs are absorbed;
 * an INVITE client transaction over UDP in Completed, until Timer D
   (§17.1.1.2): its ACK and where it goes, resent for each retransmitted
   non-2xx final response (a call that was busy, cancelled or refused);
@@ -159,6 +161,7 @@ class TransactionLayer:
         self._accepted_clients = RestingStore(t1_x64 or 0.0)  # Timer M
         self._completed_clients = RestingStore(udp_k or 0.0)  # Timer K
         self._completed_invites = RestingStore(udp_d or 0.0)  # Timer D: key -> peer + ACK
+        self._confirmed_servers = RestingStore(udp_k or 0.0)  # Timer I (T4, as Timer K)
         # The last key absorb_retransmission looked up, with its bytes.
         self._asked: tuple[ServerTransactionKey | None, bytes] = (None, b"")
         self._stores = (
@@ -167,6 +170,7 @@ class TransactionLayer:
             self._accepted_clients,
             self._completed_clients,
             self._completed_invites,
+            self._confirmed_servers,
         )
 
     # -- client side (§17.1) ---------------------------------------------------
@@ -286,8 +290,11 @@ class TransactionLayer:
         transaction = self._servers.get(key)
         if transaction is None:
             if request.method == "INVITE":
-                if self._accepted_servers.get(hash(key), _server_key_bytes(key)) is not None:
+                key_hash, key_bytes = hash(key), _server_key_bytes(key)
+                if self._accepted_servers.get(key_hash, key_bytes) is not None:
                     return  # RFC 6026 Accepted absorbs retransmitted INVITEs
+                if self._confirmed_servers.get(key_hash, key_bytes) is not None:
+                    return  # Confirmed absorbs them too (§17.2.1)
             else:
                 payload = self._resting.get(hash(key), _server_key_bytes(key))
                 if payload is not None:  # §17.2.2: Completed resends the final response
@@ -311,9 +318,27 @@ class TransactionLayer:
     ) -> None:
         transaction = self._servers.get(self._ack_aliases.get(key, key))
         if transaction is None or not isinstance(transaction, InviteServerTransaction):
+            confirmed = self._confirmed_servers
+            if confirmed.count and confirmed.get(hash(key), _server_key_bytes(key)) is not None:
+                return  # §17.2.1: Confirmed absorbs retransmitted ACKs
             self._out.events.append(AckReceived(ack, source))
             return
+        if (
+            transaction.state is State.COMPLETED
+            and not key.legacy
+            and not transaction.peer.reliable
+            and self._confirmed_servers.interval
+        ):
+            self._confirm(transaction, now)
+            return
         self._run(transaction, Input.RECV_ACK, now, ack, source)
+
+    def _confirm(self, transaction: ServerTransaction, now: float) -> None:
+        """Figure 7: the ACK of a non-2xx final; Confirmed until Timer I (§17.2.1)."""
+        key = transaction.key
+        transaction.terminate()  # cancels Timers G and H
+        del self._servers[key]
+        self._confirmed_servers.add(hash(key), _server_key_bytes(key), b"", now)
 
     def send_response(self, key: ServerTransactionKey, response: Response, now: float) -> None:
         """Send the TU's response on server transaction ``key`` (§17.2.1, §17.2.2).
@@ -430,8 +455,11 @@ class TransactionLayer:
         key = server_key(cancel, method="INVITE")
         if isinstance(self._servers.get(key), InviteServerTransaction):
             return key
-        accepted = self._accepted_servers.get(hash(key), _server_key_bytes(key))
-        return key if accepted is not None else None
+        key_hash, key_bytes = hash(key), _server_key_bytes(key)
+        for resting in (self._accepted_servers, self._confirmed_servers):
+            if resting.get(key_hash, key_bytes) is not None:
+                return key
+        return None
 
     # -- both sides ---------------------------------------------------------
 
@@ -513,7 +541,10 @@ class TransactionLayer:
         else:
             key_bytes = _server_key_bytes(key)
             if key.method == "INVITE":
-                candidates = ((self._accepted_servers, State.ACCEPTED),)
+                candidates = (
+                    (self._accepted_servers, State.ACCEPTED),
+                    (self._confirmed_servers, State.CONFIRMED),
+                )
             else:
                 candidates = ((self._resting, State.COMPLETED),)
         for store, state in candidates:
@@ -537,6 +568,7 @@ class TransactionLayer:
             + self._accepted_clients.count
             + self._completed_clients.count
             + self._completed_invites.count
+            + self._confirmed_servers.count
         )
 
     @property

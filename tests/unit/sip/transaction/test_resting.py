@@ -227,3 +227,29 @@ def test_completed_invite_client_rests_with_its_ack_until_timer_d() -> None:
     layer.transport_error(again, 3.0)  # the ACK could not be sent: Terminated
     assert layer.next_event() == TransportError(key)
     assert layer.state(key) is None and layer.active_transactions == 0
+
+
+def test_confirmed_invite_server_rests_until_timer_i() -> None:
+    """A refused INVITE's ACK: Confirmed absorbs ACKs and INVITEs for T4 (§17.2.1)."""
+    from callway.sip.transaction import AckReceived
+    from callway.sip.transaction.builders import build_ack
+
+    layer = TransactionLayer()
+    call = invite("z9hG4bK-ci")
+    layer.receive_request(call, PEER, 0.0)
+    event = layer.next_event()
+    assert isinstance(event, RequestReceived)
+    challenge = make_response(call, 401, to_tag="t")
+    layer.send_response(event.key, challenge, 0.0)
+    layer.messages_to_send()
+    ack = build_ack(call, challenge)
+    layer.receive_request(ack, PEER, 0.1)
+    assert layer.state(event.key) is State.CONFIRMED and layer.next_event() is None
+    assert layer.find_invite_server_transaction(invite("z9hG4bK-ci")) == event.key
+    layer.receive_request(build_ack(call, challenge), PEER, 0.2)  # absorbed
+    layer.receive_request(invite("z9hG4bK-ci"), PEER, 0.3)  # absorbed
+    assert layer.next_event() is None and layer.messages_to_send() == []
+    layer.handle_timer(0.1 + 5.0)  # Timer I = T4
+    assert layer.state(event.key) is None and layer.active_transactions == 0
+    layer.receive_request(build_ack(call, challenge), PEER, 6.0)
+    assert isinstance(layer.next_event(), AckReceived)  # no transaction: up to the TU
