@@ -21,18 +21,32 @@ machine's noise; the medians are reported.
 Reading the figures: the last two lines are libsrtp's cost through
 callway's in-place step (what the relay runs per RTP packet of an SRTP-only
 direction; the copy in stands for the kernel's ``recvfrom_into``) with warm
-caches, about 1 us per packet, and the floor under it, a minimal loop doing
-only the copy in and the libsrtp call (about 0.8 us).  In the relay, at RTP
-rates, each wakeup handles one packet after the loop idled, and on a shared
-2-core VM everything a packet touches is cold then: timed with the thread's
-CPU clock inside the relay under this load, libsrtp's call takes about 4 us
-per packet and the whole SRTP step 5-6 us; after a 100 us sleep the in-place
-step takes 5.5 us with one session and 7.4 us with 200 sessions in turn (a
-plain recvfrom/sendto pair grows likewise).  With 300 calls (30,000 pkt/s)
-the per-packet figures are the same (plain 10.4 us, srtp-rtp 18.0), so the
-cold cost is not an artefact of a lightly loaded relay.  The ratio to plain
-moves with the machine's load (1.38-1.72 for srtp-rtp over five runs of
-``--duration 5 --rounds 3``, median 1.51).
+caches, about 0.8 us per packet, and the floor under it, a minimal loop doing
+only the copy in and the libsrtp call (about 0.75 us).  In the relay, at RTP
+rates, each wakeup handles one packet after the loop idled (the reader runs
+50,100 times for 50,000 packets, so reading several datagrams per wakeup
+has nothing to gain), and on a shared 2-core VM everything a packet touches
+is cold then.  Where the difference goes, timed with the thread's CPU clock
+around the relay's reader (a packet queued, 100 us idle, the reader called;
+the variants taking turns packet by packet, 50 calls each): plain 8.5-11.8
+us per packet; the SRTP path with libsrtp's call replaced by a no-op, 0.3 us
+less than plain (no bytes object), so callway's own SRTP work costs nothing
+over plain; libsrtp's call itself about 4.8 us per protect and 3.5 us per
+unprotect (0.25-0.8 us warm).  About 1.4 us of it is the session's own state
+(every call on one shared session: 1.4 us less); the rest is libsrtp 2.7's
+and OpenSSL 3.5's code path (EVP cipher init per IV, EVP_MAC HMAC with its
+context copies), cold after each idle gap.  Tried without gain: the libsrtp
+call inlined in the relay (no step closure), the sessions allocated in a
+thread of their own (compact, another malloc arena), the phones on one key
+(the sender's cache footprint as in plain), the relay and the phones pinned
+to different cores (every mode slower: plain 14-19 us), the three modes
+interleaved in 0.5 s slices of one run (steadier rounds, ratio 1.53-1.56 in
+three runs).  With 300 calls (30,000 pkt/s) the per-packet figures stay
+(plain 10.4 us, srtp-rtp 18.0), so the cold cost is not an artefact of a
+lightly loaded relay.  The
+ratio therefore sits on the line and moves with the machine's load: over ten
+runs of ``--duration 5 --rounds 3`` (same code, a busy shared machine) plain
+8.7-11.5 us, srtp-rtp 13.6-16.3 us, srtp-rtp / plain 1.29-1.65, median 1.55.
 
     .venv/bin/python bench/bench_srtp.py [--calls 100] [--pps 50] [--duration 8] [--rounds 2]
 """
