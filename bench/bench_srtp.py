@@ -43,10 +43,10 @@ to different cores (every mode slower: plain 14-19 us), the three modes
 interleaved in 0.5 s slices of one run (steadier rounds, ratio 1.53-1.56 in
 three runs).  With 300 calls (30,000 pkt/s) the per-packet figures stay
 (plain 10.4 us, srtp-rtp 18.0), so the cold cost is not an artefact of a
-lightly loaded relay.  The
-ratio therefore sits on the line and moves with the machine's load: over ten
-runs of ``--duration 5 --rounds 3`` (same code, a busy shared machine) plain
-8.7-11.5 us, srtp-rtp 13.6-16.3 us, srtp-rtp / plain 1.29-1.65, median 1.55.
+lightly loaded relay.  The ratio therefore sits on the line and moves with
+the machine's load: over ten runs of ``--duration 5 --rounds 3`` (same code,
+a busy shared machine) plain 8.7-11.5 us, srtp-rtp 13.6-16.3 us, srtp-rtp /
+plain 1.29-1.65, median 1.55.
 
     .venv/bin/python bench/bench_srtp.py [--calls 100] [--pps 50] [--duration 8] [--rounds 2]
 """
