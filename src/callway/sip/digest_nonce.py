@@ -87,7 +87,7 @@ class NonceManager:
         self._seq = 0
         # Nonces issued here, by seq - _first_seq (the live ones from _start on).
         self._issued = array("d")
-        self._counts = array("L")  # highest nc seen, 0 for none
+        self._counts = array("I")  # highest nc seen (8 hex digits: 32 bits), 0 for none
         self._first_seq = 0
         self._start = 0
         self._remembered = 0  # nonzero entries of _counts from _start on
@@ -113,7 +113,7 @@ class NonceManager:
         """Forget every array entry (their remembered nc raise the floor) and start at seq."""
         while len(self._issued) > self._start:
             self._drop_oldest_issued()
-        self._issued, self._counts = array("d"), array("L")
+        self._issued, self._counts = array("d"), array("I")
         self._first_seq, self._start = seq, 0
 
     def _drop_oldest_issued(self) -> None:

@@ -46,7 +46,7 @@ A shell drives it like this (aioquic's ``transmit()`` pattern)::
 from __future__ import annotations
 
 from callway.core.address import Address
-from callway.sip.message import Request, Response, parse_message
+from callway.sip.message import Request, Response
 from callway.sip.transaction.builders import build_ack
 from callway.sip.transaction.client import (
     ClientTransaction,
@@ -78,6 +78,16 @@ from callway.sip.transaction.matching import (
     response_server_key,
     server_key,
 )
+from callway.sip.transaction.records import (
+    client_key_bytes,
+    parsed_request,
+    parsed_response,
+    peer_bytes,
+    peer_from,
+    server_key_bytes,
+    split_peer,
+    with_peer,
+)
 from callway.sip.transaction.resting import RestingStore
 from callway.sip.transaction.server import (
     InviteServerTransaction,
@@ -90,55 +100,6 @@ from callway.sip.transaction.timers import Interval, TransactionConfig
 _SERVER_ANSWERABLE = frozenset({State.TRYING, State.PROCEEDING})
 # Where a final response ends a client transaction's work (Figures 5, 6).
 _CLIENT_ANSWERABLE = frozenset({State.CALLING, State.TRYING, State.PROCEEDING})
-
-
-_SEP = "\x00"  # never in a parsed SIP value (the parser refuses NUL)
-
-
-def _server_key_bytes(key: ServerTransactionKey) -> bytes:
-    host, port = key.sent_by
-    text = f"{key.branch}{_SEP}{host}{_SEP}{port}{_SEP}{key.method}"
-    return text.encode("utf-8", "surrogatepass")
-
-
-def _client_key_bytes(key: ClientTransactionKey) -> bytes:
-    return f"{key.branch}{_SEP}{key.method}".encode("utf-8", "surrogatepass")
-
-
-def _peer_bytes(peer: Address, end: str = "") -> bytes:
-    """``peer`` as bytes for a resting record: transport, host, port, local, conn."""
-    local = peer.local
-    conn = peer.conn
-    text = (
-        f"{peer.transport}\x00{peer.host}\x00{peer.port}\x00"
-        f"{local[0] if local else ''}\x00{local[1] if local else ''}\x00"
-        f"{'' if conn is None else conn}{end}"
-    )
-    return text.encode("utf-8", "surrogatepass")
-
-
-def _peer_from(data: bytes) -> Address:
-    transport, host, port, local_host, local_port, conn = data.decode(
-        "utf-8", "surrogatepass"
-    ).split(_SEP)
-    local = (local_host, int(local_port)) if local_port else None
-    return Address(transport, host, int(port), local, int(conn) if conn else None)
-
-
-def _with_peer(peer: Address, message: bytes) -> bytes:
-    """A resting message to resend: the peer, a line feed (never in a peer), the bytes."""
-    return _peer_bytes(peer, "\n") + message
-
-
-def _split_peer(payload: bytes) -> tuple[Address, bytes]:
-    peer, message = payload.split(b"\n", 1)
-    return _peer_from(peer), message
-
-
-def _parsed_response(data: bytes) -> Response:
-    parsed = parse_message(data)
-    assert isinstance(parsed, Response)
-    return parsed
 
 
 class TransactionLayer:
@@ -227,7 +188,7 @@ class TransactionLayer:
         self._out.events.append(ResponseReceived(key, response))
         transaction.terminate()  # cancels Timers A and B
         del self._clients[key]
-        self._accepted_clients.add(hash(key), _client_key_bytes(key), b"", now)
+        self._accepted_clients.add(hash(key), client_key_bytes(key), b"", now)
 
     def _complete_invite_client(
         self, transaction: ClientTransaction, response: Response, now: float
@@ -241,8 +202,8 @@ class TransactionLayer:
         transaction.terminate()  # cancels Timers A and B
         del self._clients[key]
         if not peer.reliable and self._completed_invites.interval:  # Timer D is zero if reliable
-            payload = _with_peer(peer, ack.seal())
-            self._completed_invites.add(hash(key), _client_key_bytes(key), payload, now)
+            payload = with_peer(peer, ack.seal())
+            self._completed_invites.add(hash(key), client_key_bytes(key), payload, now)
 
     def _complete_client(
         self, transaction: ClientTransaction, response: Response, now: float
@@ -252,12 +213,12 @@ class TransactionLayer:
         self._out.events.append(ResponseReceived(key, response))
         transaction.terminate()  # cancels Timers E and F
         del self._clients[key]
-        if not transaction.peer.reliable:  # Timer K is zero over reliable transports
-            self._completed_clients.add(hash(key), _client_key_bytes(key), b"", now)
+        if not transaction.peer.reliable and self._completed_clients.interval:  # K is 0 if so
+            self._completed_clients.add(hash(key), client_key_bytes(key), b"", now)
 
     def _absorb_response(self, key: ClientTransactionKey, response: Response) -> bool:
         """A response to a resting client transaction: a 2xx in Accepted goes up, else absorbed."""
-        key_hash, key_bytes = hash(key), _client_key_bytes(key)
+        key_hash, key_bytes = hash(key), client_key_bytes(key)
         if key.method != "INVITE":
             return self._completed_clients.get(key_hash, key_bytes) is not None
         if self._accepted_clients.get(key_hash, key_bytes) is not None:
@@ -268,10 +229,8 @@ class TransactionLayer:
         if payload is None:
             return False
         if response.status >= 300:  # §17.1.1.2: a retransmitted final is ACKed again
-            peer, ack = _split_peer(payload)
-            parsed = parse_message(ack)
-            assert isinstance(parsed, Request)
-            self._out.messages.append((parsed, peer))
+            peer, ack = split_peer(payload)
+            self._out.messages.append((parsed_request(ack), peer))
         return True
 
     # -- server side (§17.2) ---------------------------------------------------
@@ -290,16 +249,16 @@ class TransactionLayer:
         transaction = self._servers.get(key)
         if transaction is None:
             if request.method == "INVITE":
-                key_hash, key_bytes = hash(key), _server_key_bytes(key)
+                key_hash, key_bytes = hash(key), server_key_bytes(key)
                 if self._accepted_servers.get(key_hash, key_bytes) is not None:
                     return  # RFC 6026 Accepted absorbs retransmitted INVITEs
                 if self._confirmed_servers.get(key_hash, key_bytes) is not None:
                     return  # Confirmed absorbs them too (§17.2.1)
             else:
-                payload = self._resting.get(hash(key), _server_key_bytes(key))
+                payload = self._resting.get(hash(key), server_key_bytes(key))
                 if payload is not None:  # §17.2.2: Completed resends the final response
-                    peer, response = _split_peer(payload)
-                    self._out.messages.append((_parsed_response(response), peer))
+                    peer, response = split_peer(payload)
+                    self._out.messages.append((parsed_response(response), peer))
                     return
                 # Figure 8, (Init, request) -> Trying, "pass to TU", without the table run.
                 transaction = NonInviteServerTransaction(
@@ -319,7 +278,7 @@ class TransactionLayer:
         transaction = self._servers.get(self._ack_aliases.get(key, key))
         if transaction is None or not isinstance(transaction, InviteServerTransaction):
             confirmed = self._confirmed_servers
-            if confirmed.count and confirmed.get(hash(key), _server_key_bytes(key)) is not None:
+            if confirmed.count and confirmed.get(hash(key), server_key_bytes(key)) is not None:
                 return  # §17.2.1: Confirmed absorbs retransmitted ACKs
             self._out.events.append(AckReceived(ack, source))
             return
@@ -338,7 +297,7 @@ class TransactionLayer:
         key = transaction.key
         transaction.terminate()  # cancels Timers G and H
         del self._servers[key]
-        self._confirmed_servers.add(hash(key), _server_key_bytes(key), b"", now)
+        self._confirmed_servers.add(hash(key), server_key_bytes(key), b"", now)
 
     def send_response(self, key: ServerTransactionKey, response: Response, now: float) -> None:
         """Send the TU's response on server transaction ``key`` (§17.2.1, §17.2.2).
@@ -381,7 +340,7 @@ class TransactionLayer:
         del self._servers[key]
         if peer.reliable or not self._resting.interval:
             return  # Timer J is zero over reliable transports: Terminated at once
-        self._resting.add(hash(key), _server_key_bytes(key), _with_peer(peer, response.seal()), now)
+        self._resting.add(hash(key), server_key_bytes(key), with_peer(peer, response.seal()), now)
 
     def _accept_invite(
         self, transaction: ServerTransaction, response: Response, now: float
@@ -392,19 +351,19 @@ class TransactionLayer:
         self._out.messages.append((response, peer))
         transaction.terminate()  # nothing runs in Proceeding: no timer to cancel
         del self._servers[key]
-        self._accepted_servers.add(hash(key), _server_key_bytes(key), _peer_bytes(peer), now)
+        self._accepted_servers.add(hash(key), server_key_bytes(key), peer_bytes(peer), now)
 
     def _send_accepted(self, key: ServerTransactionKey, response: Response) -> None:
         """RFC 6026 Accepted: the TU's 2xx retransmissions go where the first one went."""
         payload = None
         if key.method == "INVITE":
-            payload = self._accepted_servers.get(hash(key), _server_key_bytes(key))
+            payload = self._accepted_servers.get(hash(key), server_key_bytes(key))
         if payload is None:
             raise TransactionError(f"no server transaction {key}")
         if not 200 <= response.status < 300:
             response_input(response.status, from_tu=True)  # a status out of range raises
             raise TransactionError(f"{response.status} not allowed in Accepted ({key.method})")
-        self._out.messages.append((response, _peer_from(payload)))
+        self._out.messages.append((response, peer_from(payload)))
 
     # -- a shell's fast path (requests answered from their bytes) ----------------
 
@@ -420,13 +379,13 @@ class TransactionLayer:
         """
         if key in self._servers:
             return None
-        key_bytes = _server_key_bytes(key)
+        key_bytes = server_key_bytes(key)
         self._asked = (key, key_bytes)  # rest_final_response usually follows
         payload = self._resting.get(hash(key), key_bytes)
         if payload is None:
             return False
-        peer, response = _split_peer(payload)
-        self._out.messages.append((_parsed_response(response), peer))
+        peer, response = split_peer(payload)
+        self._out.messages.append((parsed_response(response), peer))
         return True
 
     def rest_final_response(
@@ -443,8 +402,8 @@ class TransactionLayer:
             return
         asked, key_bytes = self._asked
         if asked is not key:
-            key_bytes = _server_key_bytes(key)
-        self._resting.add(hash(key), key_bytes, _with_peer(peer, response), now)
+            key_bytes = server_key_bytes(key)
+        self._resting.add(hash(key), key_bytes, with_peer(peer, response), now)
 
     def find_invite_server_transaction(self, cancel: Request) -> ServerTransactionKey | None:
         """The INVITE server transaction a CANCEL targets, if it still exists (§9.2).
@@ -455,7 +414,7 @@ class TransactionLayer:
         key = server_key(cancel, method="INVITE")
         if isinstance(self._servers.get(key), InviteServerTransaction):
             return key
-        key_hash, key_bytes = hash(key), _server_key_bytes(key)
+        key_hash, key_bytes = hash(key), server_key_bytes(key)
         for resting in (self._accepted_servers, self._confirmed_servers):
             if resting.get(key_hash, key_bytes) is not None:
                 return key
@@ -472,14 +431,14 @@ class TransactionLayer:
         if isinstance(message, Request) and message.method == "ACK":
             client = client_key(message)
             if client is not None and self._completed_invites.pop(
-                hash(client), _client_key_bytes(client)
+                hash(client), client_key_bytes(client)
             ):
                 self._out.events.append(TransportError(client))  # Completed -> Terminated
                 return
         if isinstance(message, Response):
             server = response_server_key(message)
             if server is not None:
-                server_hash, server_bytes = hash(server), _server_key_bytes(server)
+                server_hash, server_bytes = hash(server), server_key_bytes(server)
                 if self._resting.pop(server_hash, server_bytes) is not None:
                     self._out.events.append(TransportError(server))  # Completed -> Terminated
                     return
@@ -530,7 +489,7 @@ class TransactionLayer:
         """The store holding ``key`` as a resting record, its bytes there and its state."""
         candidates: tuple[tuple[RestingStore, State], ...]
         if isinstance(key, ClientTransactionKey):
-            key_bytes = _client_key_bytes(key)
+            key_bytes = client_key_bytes(key)
             if key.method == "INVITE":
                 candidates = (
                     (self._accepted_clients, State.ACCEPTED),
@@ -539,7 +498,7 @@ class TransactionLayer:
             else:
                 candidates = ((self._completed_clients, State.COMPLETED),)
         else:
-            key_bytes = _server_key_bytes(key)
+            key_bytes = server_key_bytes(key)
             if key.method == "INVITE":
                 candidates = (
                     (self._accepted_servers, State.ACCEPTED),
