@@ -166,7 +166,7 @@ class RestingStore:
         """Drop every record whose time is up at ``now``; how many."""
         expired = 0
         unpack, size = _HEADER.unpack_from, _HEADER.size
-        slots, hashes, mask = self._slots, self._hashes, self._mask
+        slots, mask = self._slots, self._mask
         while self.count:
             segment, end, offset = self._segments[0], self._ends[0], self._head
             base = self._first << _OFFSET_BITS
@@ -175,23 +175,11 @@ class RestingStore:
                 if alive:
                     if deadline > now:
                         break
-                    # Find the record's slot and empty it (as _delete_slot, inlined).
-                    wanted = (base | offset) + 1
-                    hole = key_hash & mask
-                    while slots[hole] != wanted:
-                        hole = (hole + 1) & mask
-                    slot = hole
-                    while True:
+                    wanted = (base | offset) + 1  # the record's slot holds its position + 1
+                    slot = key_hash & mask
+                    while slots[slot] != wanted:
                         slot = (slot + 1) & mask
-                        stored = slots[slot]
-                        if not stored:
-                            break
-                        if (slot - hashes[slot]) & mask >= (slot - hole) & mask:
-                            slots[hole] = stored
-                            hashes[hole] = hashes[slot]
-                            hole = slot
-                    slots[hole] = 0
-                    hashes[hole] = 0
+                    self._delete_slot(slot)
                     self.count -= 1
                     expired += 1
                 offset += size + key_length + length
