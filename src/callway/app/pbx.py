@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -46,7 +47,7 @@ from callway.pbx.core import PbxCore
 from callway.pbx.dialplan import validate_dialplan
 from callway.pbx.dialplan_model import Dialplan
 from callway.pbx.location import Location
-from callway.pbx.model import PjsipConfig
+from callway.pbx.model import Network, PjsipConfig
 from callway.pbx.registrar import Registrar
 from callway.pbx.registrar_fast import FastRegistrar
 from callway.sip.transaction import TransactionConfig
@@ -62,6 +63,28 @@ from callway.transport.tls import TlsConfigError, client_context, load_certifica
 log = logging.getLogger("callway.pbx")
 
 TICK = 0.5
+
+
+def resolve_identify_hosts(config: PjsipConfig) -> dict[str, tuple[Network, ...]]:
+    """The addresses of the host names in identify sections' ``match=`` (resolved at load).
+
+    As res_pjsip_endpoint_identifier_ip, a name is looked up when the
+    configuration is (re)loaded; one that does not resolve matches nothing.
+    """
+    found: dict[str, tuple[Network, ...]] = {}
+    for identify in config.identifies.values():
+        for host in identify.match_hosts:
+            if host in found:
+                continue
+            try:
+                infos = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+            except OSError as exc:
+                log.warning("identify %s: cannot resolve %s: %s", identify.name, host, exc)
+                found[host] = ()
+                continue
+            networks = {ipaddress.ip_network(info[4][0]) for info in infos}
+            found[host] = tuple(sorted(networks, key=str))
+    return found
 
 
 def transaction_timers(config: PjsipConfig) -> TransactionConfig:
@@ -147,6 +170,7 @@ class PbxApp:
             self.location = ReplicatedLocation(self.replicator)
             self.cluster = RedisState(self.options.store.url, node, self.options.store.prefix)
         self.auth = Authenticator(self.config, algorithms=self.options.auth.algorithms)
+        self.auth.resolved_hosts = resolve_identify_hosts(self.config)
         self.registrar = Registrar(self.config, self.location, self.auth)
         self.stack = SipStack(timers=transaction_timers(self.config))
         self.tracer = build_tracer(
@@ -319,6 +343,7 @@ class PbxApp:
         if transaction_timers(config) != self.stack.transactions.config:
             log.warning("timer_t1/timer_b changed in pjsip.conf [system]: applied at restart")
         self.config = config
+        self.auth.resolved_hosts = resolve_identify_hosts(config)
         self.auth.config = config
         self.registrar.config = config
         self.calls.config = config

@@ -1,9 +1,15 @@
 """Endpoint identification and digest authentication of requests (RFC 3261 §22).
 
-The endpoint is identified the way chan_pjsip's ``identify_by=username`` does:
-by the user part of the From URI, falling back to the digest ``username``.
-Unknown users are challenged and then refused exactly like a wrong password,
-so an attacker cannot tell which extensions exist.
+The endpoint is identified in the order of ``endpoint_identifier_order``
+(``[global]``, Asterisk's default ``ip,username,anonymous``): by source
+address or header through ``type=identify`` sections
+(:mod:`callway.pbx.identify`), then the way chan_pjsip's
+``identify_by=username`` does, by the user part of the From URI, falling back
+to the digest ``username``.  An endpoint is only found in the ways its
+``identify_by`` lists, so a trunk with ``identify_by=ip`` and no ``auth=``
+cannot be reached by writing its name in a From header.  Unknown users are
+challenged and then refused exactly like a wrong password, so an attacker
+cannot tell which extensions exist.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ import secrets
 from dataclasses import dataclass
 
 from callway.core.address import Address
-from callway.pbx.model import Auth, Endpoint, PjsipConfig
+from callway.pbx.identify import SourceIdentifier
+from callway.pbx.model import Auth, Endpoint, Network, PjsipConfig
 from callway.sip.digest import (
     AuthHeader,
     AuthResult,
@@ -95,6 +102,10 @@ class Authenticator:
         algorithms: tuple[str, ...] = ("MD5",),
     ) -> None:
         self.config = config
+        #: ``match=`` host names of identify sections, resolved by the shell.
+        self.resolved_hosts: dict[str, tuple[Network, ...]] = {}
+        empty = SourceIdentifier(PjsipConfig())
+        self._sources: tuple[PjsipConfig | None, SourceIdentifier] = (None, empty)
         self.realm = config.global_.default_realm or "asterisk"
         # RFC 8760 §2.4: one challenge per algorithm, the preferred (strongest) first.
         self.algorithms = algorithms
@@ -111,15 +122,43 @@ class Authenticator:
         """A fresh To tag for locally generated final responses (§19.3): 48 random bits."""
         return _TAGS.next()
 
-    def identify(self, request: Request, creds: AuthHeader | None) -> Endpoint | None:
-        """The endpoint a request comes from, by From user then digest username."""
+    def sources(self) -> SourceIdentifier:
+        """The identify sections of the running configuration (rebuilt after a reload)."""
+        config, identifier = self._sources
+        if config is not self.config:
+            identifier = SourceIdentifier(self.config, self.resolved_hosts)
+            self._sources = (self.config, identifier)
+        return identifier
+
+    def identify(
+        self, request: Request, creds: AuthHeader | None, source: Address | None = None
+    ) -> Endpoint | None:
+        """The endpoint a request comes from (see the module docstring)."""
+        for way in self.config.global_.endpoint_identifier_order:
+            if way == "ip" and source is not None:
+                identifier = self.sources()
+                if identifier:
+                    endpoint = identifier.identify(source.host, request.get_all)
+                    if endpoint is not None:
+                        return endpoint
+            elif way == "username":
+                endpoint = self._by_username(request, creds)
+                if endpoint is not None:
+                    return endpoint
+        return None
+
+    def _by_username(self, request: Request, creds: AuthHeader | None) -> Endpoint | None:
+        """By From user (``identify_by`` username), then digest username (or auth_username)."""
+        endpoints = self.config.endpoints
         from_uri = request.from_.uri
         if isinstance(from_uri, SipURI) and from_uri.user:
-            endpoint = self.config.endpoints.get(from_uri.user)
-            if endpoint is not None:
+            endpoint = endpoints.get(from_uri.user)
+            if endpoint is not None and "username" in endpoint.identify_by:
                 return endpoint
         if creds is not None:
-            return self.config.endpoints.get(creds.params.get("username", ""))
+            endpoint = endpoints.get(creds.params.get("username", ""))
+            if endpoint is not None and _by_name(endpoint):
+                return endpoint
         return None
 
     def check(self, request: Request, source: Address, now: float) -> AuthOutcome:
@@ -131,7 +170,7 @@ class Authenticator:
                 creds = select_credentials((parse_auth_header(v) for v in values), self.realm)
             except DigestError:
                 return AuthOutcome(None, make_response(request, 400, "Bad Authorization"))
-        endpoint = self.identify(request, creds)
+        endpoint = self.identify(request, creds, source)
         user = creds.params.get("username", "") if creds else ""
         if self._blocked(source, user, now):
             return AuthOutcome(None, make_response(request, 403, "Forbidden", to_tag=self.tag()))
@@ -198,3 +237,9 @@ class Authenticator:
         if self._blocked(source, user, now):
             return make_response(request, 403, "Forbidden", to_tag=self.tag())
         return self.challenge(request, now)
+
+
+def _by_name(endpoint: Endpoint) -> bool:
+    """Whether ``identify_by`` lets the endpoint be found by its digest username."""
+    ways = endpoint.identify_by
+    return "username" in ways or "auth_username" in ways

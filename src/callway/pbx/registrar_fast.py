@@ -248,8 +248,11 @@ class FastRegistrar:
         registrar = self.registrar
         config = registrar.config
         endpoint = config.endpoints.get(fields.from_user)
-        if endpoint is None or endpoint.auth:
+        if endpoint is None or endpoint.auth or "username" not in endpoint.identify_by:
             return None  # unknown users and digest auth: the ordinary path (401/403)
+        sources = registrar.auth.sources()
+        if sources and (sources.by_header or sources.by_address(source.host) is not None):
+            return None  # a type=identify section may claim it: the ordinary path decides
         if registrar.auth.source_failures.is_blocked(source.host, now):
             return None
         aor = config.aors.get(fields.aor_name)

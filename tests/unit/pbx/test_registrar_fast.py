@@ -329,3 +329,18 @@ def test_contact_uri_stored_as_the_ordinary_path_stores_it(uri: str) -> None:
     node = make_node()
     found = node.fast._contact(f"<{uri}>")
     assert (found[0] if found else None) == _reserialised(uri)
+
+
+def test_a_source_an_identify_section_claims_takes_the_ordinary_path() -> None:
+    """type=identify may pick another endpoint for this address: the ordinary path decides."""
+    extra = (
+        "\n[trunk]\ntype=endpoint\nidentify_by=ip\n"
+        "\n[trunk-ip]\ntype=identify\nendpoint=trunk\nmatch=192.0.2.0/24\n"
+    )
+    config = parse_pjsip(CONF + extra, "pjsip.conf")
+    registrar = Registrar(config, Location(), Authenticator(config))
+    fast = FastRegistrar(registrar, TransactionLayer(), SERVER)
+    assert fast.handle(register(), SOURCE, NOW) is None
+    elsewhere = Address("udp", "198.51.100.1", 40000, ("127.0.0.1", 5060))
+    data = register(via="SIP/2.0/UDP 198.51.100.1:40000;branch=z9hG4bK-elsewhere")
+    assert fast.handle(data, elsewhere, NOW) is not None
