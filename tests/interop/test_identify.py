@@ -1,21 +1,27 @@
-"""A carrier's trunk is identified by its source address (pjsip.conf ``type=identify``).
+"""Carrier trunks: calls in, known by source address, and calls out, with digest auth.
 
 Call centers take their customers' calls from a carrier's SIP trunk, which
 never answers a digest challenge: Asterisk knows it by address
 (res_pjsip_endpoint_identifier_ip).  sipp plays the trunk from 127.0.0.2
 with an E.164 caller ID and calls 8006 (a sipp UAS) without credentials;
-from 127.0.0.1 the same INVITE is challenged like any unknown caller.
+from 127.0.0.1 the same INVITE is challenged like any unknown caller.  Calls
+out go through ``Dial(PJSIP/number@carrier)`` to a sipp carrier on 127.0.0.3
+that challenges the PBX's INVITE; the PBX answers with the endpoint's
+``outbound_auth`` (chan_pjsip's ``outbound_auth``, ``from_user``).
 """
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.peers import require_binary, run_sipp
+from tests.helpers.ports import free_port_pair_block
 from tests.interop.conftest import PbxFactory
-from tests.interop.test_calls_sipp import R200, assert_idle, callee, cdrs, finals, ok
+from tests.interop.test_calls_sipp import R200, assert_idle, callee, caller, cdrs, finals, ok
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 
@@ -65,3 +71,57 @@ def test_from_another_address_the_same_call_is_challenged(
     )  # fmt: skip
     ok(refused)
     assert finals(refused) == ["SIP/2.0 401 Unauthorized (INVITE)"], refused.describe()
+
+
+OUTBOUND = """\
+[carrier-out]
+type=endpoint
+context=from-external
+disallow=all
+allow=ulaw
+outbound_auth=carrier-out-auth
+aors=carrier-out
+from_user=callcenter1
+
+[carrier-out-auth]
+type=auth
+auth_type=userpass
+username=callcenter1
+password=s3cret
+
+[carrier-out]
+type=aor
+contact=sip:127.0.0.3:{port}
+"""
+
+OUTBOUND_DIALPLAN = """\
+[from-external]
+exten => _80XX,1,NoOp()
+ same => n,Dial(PJSIP/${EXTEN})
+exten => _9X.,1,NoOp()
+ same => n,Dial(PJSIP/${EXTEN:1}@carrier-out)
+"""
+
+
+def test_an_outbound_call_through_a_carrier_answers_its_challenge(
+    pbx_factory: PbxFactory, tmp_path: Path
+) -> None:
+    """Dial(PJSIP/number@trunk): the number in the Request-URI, outbound_auth for the 401."""
+    require_binary("sipp")
+    carrier_port = free_port_pair_block(1)
+    pbx = pbx_factory(
+        extra_pjsip=OUTBOUND.format(port=carrier_port), extensions=OUTBOUND_DIALPLAN
+    )
+    with ThreadPoolExecutor(1) as pool:
+        carrier = pool.submit(
+            run_sipp, "trunk_uas_auth.xml", f"127.0.0.1:{pbx.sip_port}",
+            local_port=carrier_port, extra_args=["-i", "127.0.0.3"], timeout=20,
+            trace_dir=tmp_path / "carrier",
+        )  # fmt: skip
+        time.sleep(0.3)  # sipp binds its port before the INVITE comes
+        agent = caller(pbx, "call_uac.xml", tmp_path, callee_user="915551234567")
+        answered = carrier.result()
+    ok(agent)
+    ok(answered)
+    assert R200 in finals(agent), agent.describe()
+    assert_idle(pbx)

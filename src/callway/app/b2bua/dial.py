@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import math
@@ -23,7 +24,7 @@ from callway.balancer.proxy import uri_address
 from callway.core.address import Address
 from callway.pbx.dialplan.actions import Dial, DialResult
 from callway.pbx.location import Binding
-from callway.pbx.model import Aor, Endpoint
+from callway.pbx.model import Aor, Endpoint, PjsipConfig
 from callway.sdp.errors import SdpError
 from callway.sdp.parse import parse_sdp
 from callway.sip.errors import ParseError
@@ -91,6 +92,27 @@ def _static_bindings(name: str, contacts: tuple[str, ...]) -> tuple[Binding, ...
 
 
 @functools.lru_cache(maxsize=4096)
+def with_user(contact: str, number: str) -> str:
+    """The contact URI with ``number`` as its user: ``PJSIP/number@trunk`` (chan_pjsip)."""
+    uri = parse_uri(contact)
+    if not isinstance(uri, SipURI):
+        return contact
+    return str(dataclasses.replace(uri, user=number, password=None))
+
+
+def outbound_credentials(
+    config: PjsipConfig, endpoint: Endpoint
+) -> tuple[tuple[str, str, str], ...]:
+    """(username, password, realm) of the endpoint's ``outbound_auth`` (userpass auths)."""
+    found: list[tuple[str, str, str]] = []
+    for name in endpoint.outbound_auth:
+        auth = config.auths.get(name)
+        if auth is None or auth.auth_type != "userpass":
+            continue  # md5_cred cannot answer a challenge for another realm: skipped
+        found.append((auth.username or auth.name, auth.password, auth.realm))
+    return tuple(found)
+
+
 def to_header(contact: str) -> str:
     """The To of an INVITE to a contact: its URI in angle brackets, as parsed (§8.1.1.2).
 
@@ -112,9 +134,10 @@ class Dialer:
         # Forks with a response queued, or a marker (_CALLER_GONE, _TIMEOUT): see _wait.
         self.ready: asyncio.Queue[OutboundLeg | str] = asyncio.Queue()
 
-    def _contacts(self) -> list[tuple[Endpoint, Binding]]:
+    def _contacts(self) -> list[tuple[Endpoint, Binding, str]]:
+        """(endpoint, contact, number): ``number`` from ``PJSIP/number@endpoint``, else ""."""
         service = self.channel.service
-        found: list[tuple[Endpoint, Binding]] = []
+        found: list[tuple[Endpoint, Binding, str]] = []
         for target in self.action.targets:
             if target.tech.upper() != "PJSIP":
                 log.warning("%s: unsupported technology %s", self.channel.name, target.tech)
@@ -124,13 +147,15 @@ class Dialer:
                 log.info("%s: no endpoint %s", self.channel.name, target.endpoint)
                 continue
             now = time.time()
+            number = target.number
             for aor in endpoint.aors:
-                found.extend((endpoint, b) for b in static_bindings(service.config.aors.get(aor)))
+                for binding in static_bindings(service.config.aors.get(aor)):
+                    found.append((endpoint, binding, number))
                 for binding in service.location.lookup(aor, now):
-                    found.append((endpoint, binding))
+                    found.append((endpoint, binding, number))
         return found
 
-    async def _callback(self) -> list[tuple[Endpoint, Binding]]:
+    async def _callback(self) -> list[tuple[Endpoint, Binding, str]]:
         """Hold the caller for a push-capable offline target (the callback scheme)."""
         service = self.channel.service
         callback = service.callback
@@ -143,7 +168,7 @@ class Dialer:
                 contacts = await callback.hold(self.channel, endpoint)
                 if not contacts and self.channel.callback_state == "connected":
                     self.answered_elsewhere = True  # both talked in the callback room
-                return contacts
+                return [(e, binding, target.number) for e, binding in contacts]
         return []
 
     def _result(self, status: str, **kwargs: object) -> DialResult:
@@ -168,11 +193,11 @@ class Dialer:
             for leg in self.legs:
                 leg.cancel()
 
-    def _start_legs(self, contacts: list[tuple[Endpoint, Binding]]) -> None:
+    def _start_legs(self, contacts: list[tuple[Endpoint, Binding, str]]) -> None:
         channel = self.channel
         media = channel.media
         assert media is not None
-        first_endpoint, first_binding = contacts[0]
+        first_endpoint, first_binding, _ = contacts[0]
         dest = first_binding.source
         local = dest.local or channel.leg.local
         host = local[0]
@@ -184,15 +209,19 @@ class Dialer:
         offer = media.offer("b")
         caller = channel.endpoint.name
         name = channel.leg.invite.from_.display or caller
-        for endpoint, binding in contacts:
+        config = channel.service.config
+        for endpoint, binding, number in contacts:
+            uri = with_user(binding.uri, number) if number else binding.uri
+            from_user = endpoint.from_user or caller
             leg = OutboundLeg(
                 channel.service.manager,
                 path_destination(binding),
-                binding.uri,
-                from_value=f'"{name}" <sip:{caller}@{host}>',
-                to_value=to_header(binding.uri),
+                uri,
+                from_value=f'"{name}" <sip:{from_user}@{endpoint.from_domain or host}>',
+                to_value=to_header(uri),
                 body=offer,
                 extra=tuple(("Route", hop) for hop in binding.path),
+                credentials=outbound_credentials(config, endpoint),
             )
             log.debug("%s: ringing %s at %s", channel.name, endpoint.name, binding.source)
             channel.add_call_id(leg.call_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Callable
 from typing import Protocol
 
@@ -19,10 +20,16 @@ from callway.app.b2bua.manager import CallManager
 from callway.app.b2bua.timers import Negotiated, SessionTimer, TimerAction
 from callway.core.address import Address
 from callway.sip.dialog import Dialog, new_call_id, new_tag
+from callway.sip.digest import (
+    DigestError,
+    build_authorization,
+    parse_auth_header,
+    select_challenge,
+)
 from callway.sip.errors import ParseError
 from callway.sip.message import Request, Response, make_response
 from callway.sip.transaction import ClientTransactionKey, ServerTransactionKey, build_cancel
-from callway.sip.transaction.builders import new_branch
+from callway.sip.transaction.builders import new_branch, request_uri_text
 
 log = logging.getLogger("callway.b2bua")
 
@@ -394,8 +401,12 @@ class OutboundLeg(Leg):
         to_value: str,
         body: bytes,
         extra: tuple[tuple[str, str], ...] = (),
+        credentials: tuple[tuple[str, str, str], ...] = (),
     ) -> None:
         self._dialog: Dialog | None = None
+        #: (username, password, realm) of the endpoint's outbound_auth, for 401/407.
+        self.credentials = credentials
+        self._challenged = False
         self._early_response: Response | None = None  # makes the early dialog when needed
         local = dest.local or mgr.port.default_local(dest.transport)
         super().__init__(mgr, dest, local)
@@ -442,6 +453,8 @@ class OutboundLeg(Leg):
                 self._queue(None)
             return
         status = response.status
+        if status in (401, 407) and self._answer_challenge(response):
+            return  # the INVITE went again with credentials (§22.2)
         if status < 200:
             self._early(response)
         elif status < 300:
@@ -453,6 +466,47 @@ class OutboundLeg(Leg):
         else:
             return
         self._queue(response)
+
+    def _answer_challenge(self, response: Response) -> bool:
+        """Send the INVITE again with our credentials (RFC 3261 §22.2, §22.3); False if not.
+
+        Once per call: a second challenge is the final answer.  The new INVITE
+        keeps Call-ID, From tag and body, with the next CSeq and a new branch
+        (§8.1.3.5); the transaction layer has ACKed the challenge.
+        """
+        if self._challenged or not self.credentials or self.cancelled or self.final:
+            return False
+        proxy = response.status == 407
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        try:
+            challenge = select_challenge(parse_auth_header(v) for v in response.get_all(name))
+            if challenge is None:
+                return False
+            username, password = self._credentials_for(challenge.params.get("realm", ""))
+            value = build_authorization(
+                challenge, method="INVITE", uri=request_uri_text(self.invite), username=username,
+                password=password, cnonce=secrets.token_hex(8),
+            )  # fmt: skip
+        except DigestError as exc:
+            log.warning("cannot answer the %d of %s: %s", response.status, self.peer, exc)
+            return False
+        self._challenged = True
+        invite = self.invite
+        headers = [(k, v) for k, v in invite.headers if k not in ("via", "cseq")]
+        via = f"SIP/2.0/{self.transport} {self.via_host};branch={new_branch()};rport"
+        headers[:0] = [("Via", via), ("CSeq", f"{invite.cseq.seq + 1} INVITE")]
+        headers.append(("Proxy-Authorization" if proxy else "Authorization", value))
+        self.invite = Request("INVITE", request_uri_text(invite), headers, invite.body)
+        self.key = self.mgr.send_request(self.invite, self.peer, self._on_response)
+        return True
+
+    def _credentials_for(self, realm: str) -> tuple[str, str]:
+        """The outbound_auth whose realm is the challenge's, else the first (as Asterisk)."""
+        for username, password, own_realm in self.credentials:
+            if own_realm == realm:
+                return username, password
+        username, password, _ = self.credentials[0]
+        return username, password
 
     @property
     def dialog(self) -> Dialog | None:

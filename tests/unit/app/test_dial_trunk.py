@@ -1,0 +1,51 @@
+"""Dial(PJSIP/number@trunk): the number goes into the contact's URI; outbound_auth credentials."""
+
+from __future__ import annotations
+
+from callway.app.b2bua.dial import outbound_credentials, with_user
+from callway.config.pjsip import parse_pjsip
+
+CONF = """
+[carrier]
+type=endpoint
+outbound_auth=a1,a2,hashed
+aors=carrier
+
+[carrier]
+type=aor
+contact=sip:gw.example.net:5080;transport=udp
+
+[a1]
+type=auth
+auth_type=userpass
+username=acct1
+password=pw1
+
+[a2]
+type=auth
+auth_type=userpass
+password=pw2
+realm=other.example
+
+[hashed]
+type=auth
+auth_type=md5
+username=acct3
+md5_cred=0123456789abcdef0123456789abcdef
+"""
+
+
+def test_the_number_becomes_the_user_of_the_contact_uri() -> None:
+    assert with_user("sip:gw.example.net:5080;transport=udp", "15551234567") == (
+        "sip:15551234567@gw.example.net:5080;transport=udp"
+    )
+    assert with_user("sip:old@gw.example.net", "100") == "sip:100@gw.example.net"
+
+
+def test_outbound_credentials_in_order_with_their_realms() -> None:
+    config = parse_pjsip(CONF, "pjsip.conf")
+    endpoint = config.endpoints["carrier"]
+    assert outbound_credentials(config, endpoint) == (
+        ("acct1", "pw1", ""),
+        ("a2", "pw2", "other.example"),  # no username=: the section's name, as Asterisk
+    )
