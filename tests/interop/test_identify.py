@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 TRUNK = """\
 [carrier]
 type=endpoint
-context=from-external
+context=from-carrier
 disallow=all
 allow=ulaw
 identify_by=ip
@@ -39,12 +39,24 @@ endpoint=carrier
 match=127.0.0.2/32
 """
 
+# The agent's phone shows who calls: the caller ID comes from the trunk's From
+# (CALLERID(num)) and the dialplan may dress it up (CALLERID(name)).
+TRUNK_DIALPLAN = """\
+[from-external]
+exten => _80XX,1,NoOp()
+ same => n,Dial(PJSIP/${EXTEN})
+
+[from-carrier]
+exten => _80XX,1,Set(CALLERID(name)=Customer ${CALLERID(num)})
+ same => n,Dial(PJSIP/${EXTEN})
+"""
+
 
 def test_a_trunk_known_by_its_address_calls_without_credentials(
     pbx_factory: PbxFactory, tmp_path: Path
 ) -> None:
     require_binary("sipp")
-    pbx = pbx_factory(extra_pjsip=TRUNK)
+    pbx = pbx_factory(extra_pjsip=TRUNK, extensions=TRUNK_DIALPLAN)
     with callee(pbx, "call_uas.xml", tmp_path) as uas:
         trunk = run_sipp(
             "trunk_uac.xml", f"127.0.0.1:{pbx.sip_port}", service="8006",
@@ -55,6 +67,8 @@ def test_a_trunk_known_by_its_address_calls_without_credentials(
     ok(b)
     assert R200 in finals(trunk), trunk.describe()
     assert not any(line.startswith("SIP/2.0 401") for line in finals(trunk)), trunk.describe()
+    # The agent sees the customer's number, named by the dialplan.
+    assert 'From: "Customer +15551234567" <sip:+15551234567@' in b.messages(), b.describe()
     (cdr,) = cdrs(pbx)  # the call came from the endpoint its address names
     assert (cdr["caller"], cdr["callee"], cdr["disposition"]) == ("carrier", "8006", "ANSWERED")
     assert_idle(pbx)
@@ -64,7 +78,7 @@ def test_from_another_address_the_same_call_is_challenged(
     pbx_factory: PbxFactory, tmp_path: Path
 ) -> None:
     require_binary("sipp")
-    pbx = pbx_factory(extra_pjsip=TRUNK)
+    pbx = pbx_factory(extra_pjsip=TRUNK, extensions=TRUNK_DIALPLAN)
     refused = run_sipp(
         "trunk_uac_refused.xml", f"127.0.0.1:{pbx.sip_port}", service="8006",
         trace_dir=tmp_path / "elsewhere",

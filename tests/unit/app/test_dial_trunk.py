@@ -1,9 +1,11 @@
-"""Dial(PJSIP/number@trunk): the number goes into the contact's URI; outbound_auth credentials."""
+"""Trunks: the dialled number in the contact's URI, outbound_auth credentials, caller ID."""
 
 from __future__ import annotations
 
+from callway.app.b2bua.channel import caller_id
 from callway.app.b2bua.dial import outbound_credentials, with_user
 from callway.config.pjsip import parse_pjsip
+from callway.sip.message import Request
 
 CONF = """
 [carrier]
@@ -49,3 +51,30 @@ def test_outbound_credentials_in_order_with_their_realms() -> None:
         ("acct1", "pw1", ""),
         ("a2", "pw2", "other.example"),  # no username=: the section's name, as Asterisk
     )
+
+
+def invite(from_value: str) -> Request:
+    return Request(
+        "INVITE",
+        "sip:8006@192.0.2.1",
+        [("From", f"{from_value};tag=1"), ("To", "<sip:8006@192.0.2.1>"), ("Call-ID", "c")],
+    )
+
+
+def test_caller_id_comes_from_the_from_header() -> None:
+    """A trunk's customer number and name reach CALLERID(num/name), as in chan_pjsip."""
+    config = parse_pjsip(CONF, "pjsip.conf")
+    endpoint = config.endpoints["carrier"]
+    assert caller_id(endpoint, invite('"Jane Roe" <sip:+15551234567@gw>')) == (
+        "+15551234567",
+        "Jane Roe",
+    )
+    assert caller_id(endpoint, invite("<sip:+15551234567@gw>")) == ("+15551234567",) * 2
+    assert caller_id(endpoint, invite("<sip:gw.example.net>")) == ("carrier", "carrier")
+
+
+def test_the_endpoints_callerid_wins() -> None:
+    text = '\n[desk]\ntype=endpoint\ncallerid="Sales Desk" <100>\n'
+    config = parse_pjsip(CONF + text, "pjsip.conf")
+    desk = config.endpoints["desk"]
+    assert caller_id(desk, invite('"Bob" <sip:desk@pbx>')) == ("100", "Sales Desk")

@@ -41,10 +41,13 @@ from callway.pbx.dialplan.actions import (
     Wait,
 )
 from callway.pbx.dialplan.interpreter import DialplanRunner
+from callway.pbx.dialplan.variables import ChannelVariables
 from callway.pbx.model import Endpoint
 from callway.sdp.errors import SdpError
 from callway.sdp.model import SessionDescription
 from callway.sdp.parse import parse_sdp
+from callway.sip.message import Request
+from callway.sip.uri import SipURI
 
 if TYPE_CHECKING:
     from callway.app.b2bua.service import CallService
@@ -77,6 +80,8 @@ class Channel:
         self.disposition = "NO ANSWER"
         self.peer = ""
         self.dialstatus = ""
+        #: The dialplan's variables once it runs: Dial reads CALLERID(num/name) there.
+        self.caller_id: ChannelVariables | None = None
         self.room: ConferenceRoom | None = None
         self.callback_state = ""
         self.early_body: bytes | None = None  # our SDP answer sent in a 183 (early media)
@@ -140,15 +145,17 @@ class Channel:
         return True
 
     async def _run_dialplan(self) -> None:
+        number, name = caller_id(self.endpoint, self.leg.invite)
         runner = DialplanRunner(
             self.service.dialplan,
             self.endpoint.context,
             self.exten,
             channel_name=self.name,
-            callerid_num=self.endpoint.name,
-            callerid_name=_callerid_name(self.endpoint),
+            callerid_num=number,
+            callerid_name=name,
             uniqueid=self.uid,
         )
+        self.caller_id = runner.scope  # CALLERID(num/name) as the dialplan leaves it
         while True:
             if self.leg.ended.is_set():
                 runner.caller_hangup()
@@ -268,9 +275,20 @@ class Channel:
         self.service.channel_ended(self)
 
 
-def _callerid_name(endpoint: Endpoint) -> str:
-    """The name part of ``callerid="Name" <num>``, else the endpoint name."""
+def caller_id(endpoint: Endpoint, invite: Request) -> tuple[str, str]:
+    """CALLERID(num) and CALLERID(name) of a new channel, as chan_pjsip sets them.
+
+    The endpoint's ``callerid="Name" <num>`` wins; else the From of the
+    INVITE (user part and display name: a trunk's customer number), else
+    the endpoint's name.
+    """
     text = endpoint.callerid.strip()
-    if text.startswith('"') and '"' in text[1:]:
-        return text[1 : text.index('"', 1)]
-    return text.split("<", 1)[0].strip() or endpoint.name
+    if text:
+        name, _, rest = text.partition("<")
+        number = rest.partition(">")[0].strip() if rest else ""
+        name = name.strip().strip('"') or ("" if rest else text)
+        return number or endpoint.name, name or number or endpoint.name
+    from_ = invite.from_
+    uri = from_.uri
+    number = uri.user if isinstance(uri, SipURI) and uri.user else endpoint.name
+    return number, from_.display or number

@@ -207,8 +207,9 @@ class Dialer:
             first_endpoint.media_encryption,
         )  # fmt: skip
         offer = media.offer("b")
-        caller = channel.endpoint.name
-        name = channel.leg.invite.from_.display or caller
+        scope = channel.caller_id  # CALLERID(num/name), after any Set() of the dialplan
+        caller = scope.callerid_num if scope is not None else channel.endpoint.name
+        name = (scope.callerid_name if scope is not None else "") or caller
         config = channel.service.config
         for endpoint, binding, number in contacts:
             uri = with_user(binding.uri, number) if number else binding.uri
