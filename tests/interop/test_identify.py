@@ -69,8 +69,10 @@ def test_a_trunk_known_by_its_address_calls_without_credentials(
     assert not any(line.startswith("SIP/2.0 401") for line in finals(trunk)), trunk.describe()
     # The agent sees the customer's number, named by the dialplan.
     assert 'From: "Customer +15551234567" <sip:+15551234567@' in b.messages(), b.describe()
-    (cdr,) = cdrs(pbx)  # the call came from the endpoint its address names
-    assert (cdr["caller"], cdr["callee"], cdr["disposition"]) == ("carrier", "8006", "ANSWERED")
+    (cdr,) = cdrs(pbx)  # the CDR's caller is CALLERID(num), as Asterisk's src
+    assert (cdr["caller"], cdr["callee"], cdr["disposition"]) == (
+        "+15551234567", "8006", "ANSWERED"
+    )
     assert_idle(pbx)
 
 

@@ -231,9 +231,10 @@ class CallService:
         if self.cluster is not None:
             self.cluster.forget_dialog(channel.leg.invite.call_id)
         end = time.time()
+        scope = channel.caller_id  # Asterisk's CDR src is CALLERID(num)
         record = CallRecord(
             uniqueid=channel.uid,
-            src=channel.endpoint.name,
+            src=scope.callerid_num if scope is not None else channel.endpoint.name,
             dst=channel.exten,
             start=channel.started,
             answer=channel.answered_at,
