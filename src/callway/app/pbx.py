@@ -59,6 +59,7 @@ from callway.transport.guard import build_guard
 from callway.transport.stack import SipStack
 from callway.transport.tcp import StreamLimits
 from callway.transport.tls import TlsConfigError, client_context, load_certificate, server_context
+from callway.transport.tos import set_tos
 
 log = logging.getLogger("callway.pbx")
 
@@ -246,9 +247,12 @@ class PbxApp:
             if transport.protocol == "udp":
                 endpoint = self.stack.add_udp(transport.bind_host, transport.bind_port)
                 endpoint.greedy = True  # REGISTER storms, retransmission bursts: read all
+                if transport.tos:
+                    set_tos(endpoint.sock, transport.tos)
                 bound.append(f"udp:{transport.bind_host}:{endpoint.port}")
             elif transport.protocol == "tcp":
                 server = await self.stack.add_tcp(transport.bind_host, transport.bind_port)
+                server.mark(transport.tos)
                 bound.append(f"tcp:{transport.bind_host}:{server.port}")
             elif transport.protocol == "tls":
                 context = server_context(transport)
@@ -260,6 +264,7 @@ class PbxApp:
                     ssl_context=context,
                     client_ssl_context=client_context(transport),
                 )
+                server.mark(transport.tos)
                 bound.append(f"tls:{transport.bind_host}:{server.port}")
             else:
                 log.warning("transport %s: protocol %s not served yet", transport.name,

@@ -218,10 +218,11 @@ ENDPOINT = TypeOptions(
         "dtls_fingerprint": _scalar(_fingerprint),
         "dtls_auto_generate_cert": BOOL,
         "srtp_tag_32": BOOL,
+        "tos_audio": _scalar(parse_tos),
         "max_audio_streams": _integer(1),
     }, renames={"100rel": "rel100", "disallow": "allow"}),
     ignored=frozenset({
-        "tos_audio", "tos_video", "cos_audio", "cos_video", "allow_overlap", "rtp_engine",
+        "tos_video", "cos_audio", "cos_video", "allow_overlap", "rtp_engine",
         "one_touch_recording", "record_on_feature", "record_off_feature", "fax_detect",
         "fax_detect_timeout", "t38_udptl_ec", "t38_udptl_maxdatagram", "t38_udptl_nat",
         "t38_udptl_ipv6", "tone_zone", "moh_passthrough", "send_diversion", "send_history_info",

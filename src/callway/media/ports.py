@@ -41,6 +41,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from callway.transport.tos import set_tos
+
 __all__ = ["DEFAULT_RTP_END", "DEFAULT_RTP_START", "PortPair", "PortPool", "PortsExhaustedError"]
 
 DEFAULT_RTP_START = 10000
@@ -69,6 +71,19 @@ class PortPair:
     #: The loop on which both sockets have a reader that discards what arrives (a
     #: parked pair, see :meth:`close`); whoever uses the pair on that loop replaces it.
     parked: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    #: The ToS byte (DSCP << 2) both sockets mark their packets with.
+    tos: int = field(default=0, repr=False)
+
+    def mark(self, tos: int) -> None:
+        """Mark RTP and RTCP with ``tos`` (``tos_audio``, e.g. EF = 0xb8; RFC 2474).
+
+        A pair is reused call after call: it only changes when it must.
+        """
+        if tos == self.tos:
+            return
+        set_tos(self.rtp, tos)
+        set_tos(self.rtcp, tos)
+        self.tos = tos
 
     @property
     def rtcp_port(self) -> int:

@@ -323,6 +323,10 @@ class RelaySession:
         """True once :meth:`close` ran."""
         return self._closed
 
+    def mark(self, name: str, tos: int) -> None:
+        """Mark leg ``name``'s RTP and RTCP with the ToS byte ``tos`` (DSCP, RFC 2474)."""
+        self.leg(name).pair.mark(tos)
+
     def leg(self, name: str) -> RelayLeg:
         """Leg ``"a"`` or ``"b"``."""
         if name not in ("a", "b"):

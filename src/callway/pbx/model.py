@@ -107,6 +107,7 @@ class Endpoint:
     media_address: str = ""
     bind_rtp_to_media_address: bool = False
     media_encryption: str = "no"
+    tos_audio: int = 0  # ToS byte of RTP/RTCP (DSCP << 2: ef = 0xb8)
     media_encryption_optimistic: bool = False
     dtmf_mode: str = "rfc4733"
     ice_support: bool = False

@@ -20,6 +20,7 @@ from typing import cast
 
 from callway.core.address import Address
 from callway.sip.framing import FramedMessage, FramingError, KeepAlivePing, StreamFramer
+from callway.transport.tos import set_tos
 
 log = logging.getLogger("callway.transport.tcp")
 
@@ -150,6 +151,12 @@ class StreamServer:
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._sweeper = loop.create_task(self._sweep())
+
+    def mark(self, tos: int) -> None:
+        """Mark SIP over this listener with ``tos`` (accepted connections inherit it)."""
+        if self._server is not None:
+            for sock in self._server.sockets:
+                set_tos(sock, tos)
 
     def count(self, limit: str) -> None:
         """Record one hit of ``limit``; log the first and every 100th."""

@@ -204,7 +204,7 @@ class Dialer:
         media_host = channel.service.manager.nat.media_host(local, dest.transport, host, dest.host)
         media.add_side_b(
             first_endpoint.allow or media.sides["a"].codecs, media_host,
-            first_endpoint.media_encryption,
+            first_endpoint.media_encryption, first_endpoint.tos_audio,
         )  # fmt: skip
         offer = media.offer("b")
         scope = channel.caller_id  # CALLERID(num/name), after any Set() of the dialplan

@@ -86,6 +86,7 @@ class CallMedia:
         a_codecs: tuple[str, ...],
         a_host: str,
         a_encryption: str = "no",
+        a_tos: int = 0,
         symmetric: bool = True,
         rtp_timeout: float = 0.0,
         on_timeout: Callable[[RelaySession, str], None] | None = None,
@@ -95,13 +96,16 @@ class CallMedia:
         )
         self.relay.start()
         self.sides: dict[str, Side] = {}
-        self._add_side("a", Side(a_codecs or ("ulaw", "alaw"), a_host, a_encryption))
+        self._add_side("a", Side(a_codecs or ("ulaw", "alaw"), a_host, a_encryption), a_tos)
 
-    def add_side_b(self, codecs: tuple[str, ...], host: str, encryption: str = "no") -> None:
-        """Describe the callee's side before offering to it."""
-        self._add_side("b", Side(codecs or ("ulaw", "alaw"), host, encryption))
+    def add_side_b(
+        self, codecs: tuple[str, ...], host: str, encryption: str = "no", tos: int = 0
+    ) -> None:
+        """Describe the callee's side before offering to it (``tos``: its ``tos_audio``)."""
+        self._add_side("b", Side(codecs or ("ulaw", "alaw"), host, encryption), tos)
 
-    def _add_side(self, name: str, side: Side) -> None:
+    def _add_side(self, name: str, side: Side, tos: int) -> None:
+        self.relay.mark(name, tos)  # the endpoint's tos_audio (a reused pair is reset to 0)
         if side.encryption == "dtls":
             log.warning("DTLS-SRTP is not supported: leg %s gets SDES-SRTP", name)
         self.sides[name] = side

@@ -186,6 +186,7 @@ class CallService:
                 a_codecs=endpoint.allow,
                 a_host=channel.leg.media_host,
                 a_encryption=endpoint.media_encryption,
+                a_tos=endpoint.tos_audio,
                 rtp_timeout=float(endpoint.rtp_timeout),
                 on_timeout=on_timeout,
             )
