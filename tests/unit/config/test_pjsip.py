@@ -436,11 +436,11 @@ def test_session_expires_below_min_se_is_an_error() -> None:
 
 
 def test_unknown_and_unsupported_options_warn_with_file_and_line() -> None:
-    config = parse(ENDPOINT_8005 + "colour=blue\ntos_audio=ef\n")
+    config = parse(ENDPOINT_8005 + "colour=blue\ntos_video=ef\n")
     assert config.warnings == (
         ConfigWarning("pjsip.conf", 4, "unknown endpoint option 'colour' in [8005]; ignored"),
         ConfigWarning("pjsip.conf", 5,
-                      "endpoint option 'tos_audio' in [8005] is not supported yet; ignored"),
+                      "endpoint option 'tos_video' in [8005] is not supported yet; ignored"),
     )  # fmt: skip
     assert str(config.warnings[0]) == (
         "pjsip.conf:4: unknown endpoint option 'colour' in [8005]; ignored")
