@@ -68,7 +68,10 @@ def test_the_marking_reaches_the_packets() -> None:
 def test_tos_audio_is_read_as_asterisk_writes_it() -> None:
     from callway.config.pjsip import parse_pjsip
 
-    text = "[phone]\ntype=endpoint\ntos_audio=ef\n\n[trunk]\ntype=endpoint\ntos_audio=0x60\n"
+    text = (
+        "[phone]\ntype=endpoint\nallow=ulaw\ntos_audio=ef\n\n"
+        "[trunk]\ntype=endpoint\nallow=ulaw\ntos_audio=0x60\n"
+    )
     config = parse_pjsip(text, "pjsip.conf")
     assert config.endpoints["phone"].tos_audio == EF
     assert config.endpoints["trunk"].tos_audio == 0x60
