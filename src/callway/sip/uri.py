@@ -114,6 +114,25 @@ class AbsoluteURI:
 URI = SipURI | AbsoluteURI
 
 
+# RFC 3261 §25.1: user = 1*( unreserved / escaped / user-unreserved )
+_USER_SAFE = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()&=+$,;?/"
+)
+
+
+def escape_user(text: str) -> str:
+    """``text`` as a URI user part: anything outside the grammar becomes %HH (§19.1.2)."""
+    if all(ch in _USER_SAFE for ch in text):
+        return text
+    escaped = []
+    for ch in text:
+        if ch in _USER_SAFE:
+            escaped.append(ch)
+        else:  # a byte the parser kept as a surrogate goes back out as that byte
+            escaped.extend(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape"))
+    return "".join(escaped)
+
+
 def parse_uri(text: str) -> URI:
     """Parse a URI; raise :class:`ParseError` if it is not one.
 

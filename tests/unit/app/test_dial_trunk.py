@@ -78,3 +78,17 @@ def test_the_endpoints_callerid_wins() -> None:
     config = parse_pjsip(CONF + text, "pjsip.conf")
     desk = config.endpoints["desk"]
     assert caller_id(desk, invite('"Bob" <sip:desk@pbx>')) == ("100", "Sales Desk")
+
+
+def test_caller_id_from_outside_stays_inside_the_from_header() -> None:
+    """A caller ID taken from a peer's From cannot break the From we send (§25.1)."""
+    from callway.app.b2bua.dial import from_value
+    from callway.sip.headers import parse_name_addr
+    from callway.sip.uri import SipURI
+
+    value = from_value('Eve" <sip:x@evil>', "+1 555>\udcff@x", "192.0.2.1")
+    assert value == '"Eve\\" <sip:x@evil>" <sip:+1%20555%3E%FF%40x@192.0.2.1>'
+    parsed = parse_name_addr(value)
+    assert parsed.display == 'Eve" <sip:x@evil>'
+    assert isinstance(parsed.uri, SipURI) and parsed.uri.host == "192.0.2.1"
+    assert from_value("Jane", "+15551234567", "pbx") == '"Jane" <sip:+15551234567@pbx>'

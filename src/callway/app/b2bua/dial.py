@@ -28,9 +28,9 @@ from callway.pbx.model import Aor, Endpoint, PjsipConfig
 from callway.sdp.errors import SdpError
 from callway.sdp.parse import parse_sdp
 from callway.sip.errors import ParseError
-from callway.sip.headers import parse_name_addr
+from callway.sip.headers import parse_name_addr, quote
 from callway.sip.message import Response
-from callway.sip.uri import SipURI, parse_uri
+from callway.sip.uri import SipURI, escape_user, parse_uri
 
 if TYPE_CHECKING:
     from callway.app.b2bua.channel import Channel
@@ -91,7 +91,6 @@ def _static_bindings(name: str, contacts: tuple[str, ...]) -> tuple[Binding, ...
     return tuple(found)
 
 
-@functools.lru_cache(maxsize=4096)
 def with_user(contact: str, number: str) -> str:
     """The contact URI with ``number`` as its user: ``PJSIP/number@trunk`` (chan_pjsip)."""
     uri = parse_uri(contact)
@@ -113,6 +112,16 @@ def outbound_credentials(
     return tuple(found)
 
 
+def from_value(name: str, user: str, host: str) -> str:
+    """The From of an INVITE we send: CALLERID(name) quoted, CALLERID(num) escaped (§25.1).
+
+    Caller ID comes from a phone's or a carrier's From: whatever it holds
+    stays inside the quoted display name and the URI's user part.
+    """
+    return f"{quote(name)} <sip:{escape_user(user)}@{host}>"
+
+
+@functools.lru_cache(maxsize=4096)
 def to_header(contact: str) -> str:
     """The To of an INVITE to a contact: its URI in angle brackets, as parsed (§8.1.1.2).
 
@@ -218,7 +227,7 @@ class Dialer:
                 channel.service.manager,
                 path_destination(binding),
                 uri,
-                from_value=f'"{name}" <sip:{from_user}@{endpoint.from_domain or host}>',
+                from_value=from_value(name, from_user, endpoint.from_domain or host),
                 to_value=to_header(uri),
                 body=offer,
                 extra=tuple(("Route", hop) for hop in binding.path),
