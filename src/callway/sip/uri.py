@@ -120,13 +120,19 @@ _USER_SAFE = frozenset(
 )
 
 
+_ESCAPED = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
 def escape_user(text: str) -> str:
-    """``text`` as a URI user part: anything outside the grammar becomes %HH (§19.1.2)."""
+    """``text`` as a URI user part: anything outside the grammar becomes %HH (§19.1.2).
+
+    An ``escaped`` already there (a user part as parsed keeps its %HH) stays.
+    """
     if all(ch in _USER_SAFE for ch in text):
         return text
     escaped = []
-    for ch in text:
-        if ch in _USER_SAFE:
+    for index, ch in enumerate(text):
+        if ch in _USER_SAFE or (ch == "%" and _ESCAPED.match(text, index)):
             escaped.append(ch)
         else:  # a byte the parser kept as a surrogate goes back out as that byte
             escaped.extend(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape"))

@@ -92,3 +92,10 @@ def test_caller_id_from_outside_stays_inside_the_from_header() -> None:
     assert parsed.display == 'Eve" <sip:x@evil>'
     assert isinstance(parsed.uri, SipURI) and parsed.uri.host == "192.0.2.1"
     assert from_value("Jane", "+15551234567", "pbx") == '"Jane" <sip:+15551234567@pbx>'
+
+
+def test_an_escaped_user_part_is_not_escaped_twice() -> None:
+    from callway.sip.uri import escape_user
+
+    assert escape_user("a%20b%3Ec") == "a%20b%3Ec"
+    assert escape_user("100%") == "100%25"
