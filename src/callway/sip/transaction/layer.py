@@ -184,23 +184,17 @@ class TransactionLayer:
         self, transaction: ClientTransaction, response: Response, now: float
     ) -> None:
         """Figure 5 with RFC 6026: a 2xx goes to the TU; Accepted until Timer M."""
-        key = transaction.key
-        self._out.events.append(ResponseReceived(key, response))
-        transaction.terminate()  # cancels Timers A and B
-        del self._clients[key]
+        key = self._pass_final(transaction, response)
         self._accepted_clients.add(hash(key), client_key_bytes(key), b"", now)
 
     def _complete_invite_client(
         self, transaction: ClientTransaction, response: Response, now: float
     ) -> None:
         """Figure 5: a 300-699 is ACKed and goes to the TU; Completed until Timer D."""
-        key = transaction.key
         peer = transaction.peer
         ack = build_ack(transaction.request, response)  # §17.1.1.3
         self._out.messages.append((ack, peer))
-        self._out.events.append(ResponseReceived(key, response))
-        transaction.terminate()  # cancels Timers A and B
-        del self._clients[key]
+        key = self._pass_final(transaction, response)
         if not peer.reliable and self._completed_invites.interval:  # Timer D is zero if reliable
             payload = with_peer(peer, ack.seal())
             self._completed_invites.add(hash(key), client_key_bytes(key), payload, now)
@@ -209,12 +203,19 @@ class TransactionLayer:
         self, transaction: ClientTransaction, response: Response, now: float
     ) -> None:
         """Figure 6: a final response goes to the TU; Completed until Timer K (§17.1.2.2)."""
-        key = transaction.key
-        self._out.events.append(ResponseReceived(key, response))
-        transaction.terminate()  # cancels Timers E and F
-        del self._clients[key]
+        key = self._pass_final(transaction, response)
         if not transaction.peer.reliable and self._completed_clients.interval:  # K is 0 if so
             self._completed_clients.add(hash(key), client_key_bytes(key), b"", now)
+
+    def _pass_final(
+        self, transaction: ClientTransaction, response: Response
+    ) -> ClientTransactionKey:
+        """Pass a final response to the TU and drop the object (its timers stop); its key."""
+        key = transaction.key
+        self._out.events.append(ResponseReceived(key, response))
+        transaction.terminate()  # cancels Timers A and B, or E and F
+        del self._clients[key]
+        return key
 
     def _absorb_response(self, key: ClientTransactionKey, response: Response) -> bool:
         """A response to a resting client transaction: a 2xx in Accepted goes up, else absorbed."""
