@@ -38,8 +38,12 @@ pytestmark = [pytest.mark.interop, pytest.mark.timeout(300)]
 
 CALLS, REGISTRATIONS = 20_000, 50_000
 FIRST = 1_000  # calls before the baseline (with their share of registrations)
-CALL_RATE, REGISTER_RATE = 300, 750  # per second: both loads last about as long
-SETTLE = 8.0  # seconds: Timer J/L/M at T1 = 100 ms are 6.4 s
+# Per second: both loads last about as long, and the PBX keeps up on two
+# busy cores (at 300 calls and 750 registrations a second it no longer did on
+# a slow day: answers queued behind new requests and calls piled up).
+CALL_RATE, REGISTER_RATE = 200, 500
+CALLS_OPEN = 200  # calls the caller keeps open at most
+SETTLE = 12.0  # seconds: Timer J/L/M at T1 = 100 ms are 6.4 s; idle RTP pairs 5-9 s
 TARGET = 0.10
 
 EXTRA_PJSIP = """\
@@ -76,14 +80,21 @@ def rss_kib(pbx: PbxProcess) -> int:
     raise AssertionError("no VmRSS")
 
 
-def sipp(pbx: PbxProcess, scenario: str, count: int, rate: int, *args: str) -> list[str]:
-    """A sipp load without message traces (20,000 calls of them would be slow)."""
+def sipp(
+    pbx: PbxProcess, scenario: str, count: int, rate: int, *args: str, limit: int = 400
+) -> list[str]:
+    """A sipp load without message traces (20,000 calls of them would be slow).
+
+    ``limit`` caps the calls sipp keeps open: on a slow machine the rate
+    drops instead of the PBX building a backlog (whose peak is a
+    different test: this one is about what stays after a load).
+    """
     seconds = int(count / rate * 3 + 60)
     return [
         shutil.which("sipp") or "sipp", f"127.0.0.1:{pbx.sip_port}",
         "-sf", str(SCENARIOS / scenario), "-nostdin", "-i", "127.0.0.1",
         "-m", str(count), "-r", str(rate), "-rp", "1000",
-        "-l", "400", "-timeout", f"{seconds}s", "-timeout_error", "-max_recv_loops", "10000",
+        "-l", str(limit), "-timeout", f"{seconds}s", "-timeout_error", "-max_recv_loops", "10000",
         "-max_sched_loops", "10000", *args,
     ]  # fmt: skip
 
@@ -100,7 +111,7 @@ def load(pbx: PbxProcess, calls: int, registrations: int) -> tuple[int, int]:
     """Calls and registrations side by side; the failures of each."""
     caller = sipp(
         pbx, "call_uac.xml", calls, CALL_RATE, "-p", str(free_port_pair_block(1)),
-        "-s", "8006", "-au", "8005", "-ap", "8005", "-d", "0",
+        "-s", "8006", "-au", "8005", "-ap", "8005", "-d", "0", limit=CALLS_OPEN,
     )  # fmt: skip
     registrar = sipp(
         pbx, "register_auth.xml", registrations, REGISTER_RATE, "-p", str(free_port_pair_block(1)),

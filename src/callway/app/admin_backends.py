@@ -38,11 +38,11 @@ if TYPE_CHECKING:
     from callway.app.b2bua.callback import CallbackService
     from callway.app.b2bua.channel import Channel
     from callway.app.b2bua.events import Subscription
-    from callway.app.b2bua.service import CallRecord
     from callway.app.balancer import BalancerApp
     from callway.app.pbx import PbxApp
     from callway.media.conference import ConferenceRoom
     from callway.media.relay import LegStats
+    from callway.store.cdr import CdrRow
 
 __all__ = ["BalancerBackend", "PbxBackend"]
 
@@ -70,9 +70,9 @@ def leg_quality(stats: LegStats) -> Quality:
     return estimate(max(0, lost) / expected, jitter_ms)
 
 
-def _cdr(record: CallRecord) -> Cdr:
+def _cdr(record: CdrRow) -> Cdr:
     return Cdr(
-        uniqueid=record.uniqueid, src=record.src, dst=record.dst, start=record.start,
+        uniqueid=record.uniqueid, src=record.caller, dst=record.callee, start=record.start,
         answer=record.answer, end=record.end, disposition=record.disposition,
         duration=record.duration, billsec=record.billsec,
     )  # fmt: skip
@@ -150,12 +150,8 @@ class PbxBackend:
         )  # fmt: skip
 
     def cdrs(self, limit: int | None = None, since: float | None = None) -> list[Cdr]:
-        """The PBX's recent CDRs (the last thousand, kept in memory), oldest first."""
-        records = self.app.calls.records
-        chosen = [r for r in records if since is None or r.end >= since]
-        if limit is not None:
-            chosen = chosen[-limit:] if limit else []
-        return [_cdr(r) for r in chosen]
+        """The PBX's recent CDRs (of the last thousand in its CDR table), oldest first."""
+        return [_cdr(r) for r in self.app.cdr.recent(limit, since)]
 
     def reload(self) -> bool:
         """``core reload``."""

@@ -330,7 +330,7 @@ class PbxApp:
     def _release_idle(self, now: float) -> None:
         """Drop what a finished burst left behind, then give the freed heap back.
 
-        Stale nonces and RTP pairs idle for 30 s are released (both would
+        Stale nonces and RTP pairs idle for 5 s are released (both would
         otherwise wait for the next registration or call).
         """
         self.auth.nonces.expire(now)

@@ -61,9 +61,9 @@ def pbx_commands(app: PbxApp) -> dict[str, Command]:
 
     def cdrs(_args: list[str]) -> str:
         rows = [
-            [r.uniqueid, r.src, r.dst, time.strftime("%H:%M:%S", time.localtime(r.start)),
+            [r.uniqueid, r.caller, r.callee, time.strftime("%H:%M:%S", time.localtime(r.start)),
              r.disposition, str(r.duration), str(r.billsec)]
-            for r in app.calls.records[-20:]
+            for r in app.cdr.recent(20)
         ]  # fmt: skip
         return table(["UniqueID", "Src", "Dst", "Start", "Disposition", "Duration", "Billsec"],
                      rows)  # fmt: skip

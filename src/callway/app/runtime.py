@@ -237,8 +237,10 @@ class MemoryProbe:
     def census(self) -> list[str]:
         """Live objects lying in memory the first census did not use, by type.
 
-        Walks every object the collector tracks and the strings, bytes and
-        numbers they refer to, and bins them by MiB of address.  The first
+        Walks every object the collector tracks (those frozen at start up
+        too: they are unfrozen for the walk) and the untracked objects they
+        hold (strings, bytes, numbers, and the contents of containers of
+        those), and bins them by MiB of address.  The first
         call remembers the bins in use; later calls list, by type, the live
         objects in other bins: the objects that keep the memory of a burst
         (pymalloc arenas of 1 MiB, malloc pages) from being given back.
@@ -247,12 +249,22 @@ class MemoryProbe:
         if not os.environ.get("CALLWAY_MEMORY_CENSUS"):
             return []
         gc.collect()
+        frozen = gc.get_freeze_count()
+        gc.unfreeze()
+        try:
+            tracked = gc.get_objects()
+        finally:
+            if frozen:
+                gc.freeze()
         seen: dict[int, object] = {}
-        for obj in gc.get_objects():
+        for obj in tracked:
             seen[id(obj)] = obj
-            for ref in gc.get_referents(obj):
-                if not gc.is_tracked(ref):
+            stack = [ref for ref in gc.get_referents(obj) if not gc.is_tracked(ref)]
+            while stack:  # untracked objects and what they hold (a str-keyed dict's keys)
+                ref = stack.pop()
+                if id(ref) not in seen:
                     seen[id(ref)] = ref
+                    stack.extend(r for r in gc.get_referents(ref) if not gc.is_tracked(r))
         bins = {address >> 20 for address in seen}
         if self._bins is None:
             self._bins = bins

@@ -13,12 +13,16 @@ second and on shutdown), so a burst of calls costs one transaction.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CdrRow", "SqliteCdrStore"]
+__all__ = ["RECENT", "CdrRow", "SqliteCdrStore"]
+
+#: How many of the latest records :meth:`SqliteCdrStore.recent` looks at.
+RECENT = 1000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cdr (
@@ -37,6 +41,11 @@ CREATE TABLE IF NOT EXISTS cdr (
 
 _COLUMNS = 'uniqueid, caller, callee, "start", "answer", "end", disposition, duration, billsec'
 _INSERT = f"INSERT INTO cdr ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# The last ``?`` rows by id (a range of the rowid: no scan), ended at or after ``?``.
+_RECENT = (
+    f'SELECT {_COLUMNS} FROM cdr WHERE id > (SELECT coalesce(max(id), 0) FROM cdr) - ? '
+    'AND "end" >= ? ORDER BY id'
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +97,22 @@ class SqliteCdrStore:
             self._pending[:0] = pending
             raise
         return len(values)
+
+    def recent(self, limit: int | None = None, since: float | None = None) -> list[CdrRow]:
+        """Of the latest :data:`RECENT` records, the last ``limit`` ended at ``since`` or later.
+
+        Oldest first; queued records are flushed first, so a call that has
+        just ended is there.  This is what the admin API and the console
+        show: the PBX keeps no CDRs in memory (a ring of the last calls'
+        objects, allocated all through a load, would keep the memory of
+        the load's peak from being given back).
+        """
+        if limit is not None and limit <= 0:
+            return []
+        self.flush()
+        rows = self._db.execute(_RECENT, (RECENT, -math.inf if since is None else since))
+        found = [CdrRow(*row) for row in rows.fetchall()]
+        return found if limit is None else found[-limit:]
 
     def rows(self) -> Iterator[CdrRow]:
         """Every stored record, oldest first."""

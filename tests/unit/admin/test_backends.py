@@ -10,11 +10,11 @@ import pytest
 
 from callway.admin.backend import AdminBackend
 from callway.app.admin_backends import BalancerBackend, PbxBackend
-from callway.app.b2bua.service import CallRecord
 from callway.app.balancer import BalancerApp, BalancerSettings, Listen
 from callway.app.pbx import PbxApp, PbxSettings
 from callway.core.address import Address
 from callway.pbx.location import Binding
+from callway.store.cdr import CdrRow
 from tests.helpers.pbx_process import pjsip_conf
 
 
@@ -41,8 +41,8 @@ def test_pbx_backend_registrations_cdrs_reload(tmp_path: Path) -> None:
             assert (reg.aor, reg.source, reg.user_agent) == ("8005", "udp:127.0.0.1:5070", "sipp")
             assert 58 <= reg.expires_in <= 60
             for i in range(5):
-                app.calls.records.append(CallRecord(f"{i:08x}", "8005", "8006", 10.0 * i, None,
-                                                    10.0 * i + 5, "BUSY", 5, 0))  # fmt: skip
+                app.cdr.add(CdrRow(f"{i:08x}", "8005", "8006", 10.0 * i, None, 10.0 * i + 5,
+                                   "BUSY", 5, 0))  # fmt: skip
             assert [c.uniqueid for c in backend.cdrs(limit=2)] == ["00000003", "00000004"]
             assert [c.end for c in backend.cdrs(since=25)] == [25.0, 35.0, 45.0]
             assert backend.cdrs(limit=0) == []

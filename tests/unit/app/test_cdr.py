@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from callway.app.b2bua.service import CallRecord, cdr_writer
-from callway.store.cdr import CdrRow, SqliteCdrStore
+from callway.store.cdr import RECENT, CdrRow, SqliteCdrStore
 from callway.store.sqlite import SqliteLocationStore
 
 
@@ -53,3 +53,23 @@ def test_reopening_keeps_earlier_records(tmp_path: Path) -> None:
     second = SqliteCdrStore(path)
     assert [r.uniqueid for r in second.rows()] == ["1"]
     second.close()
+
+
+def test_recent_reads_the_latest_records_flushing_the_queue_first(tmp_path: Path) -> None:
+    store = SqliteCdrStore(tmp_path / "callway.sqlite")
+    for i in range(RECENT + 5):
+        store.add(CdrRow(f"{i}", "8005", "8006", float(i), None, i + 0.5, "BUSY", 0, 0))
+    recent = store.recent()  # queued, not yet flushed: recent() flushes
+    assert len(recent) == RECENT
+    assert (recent[0].uniqueid, recent[-1].uniqueid) == ("5", f"{RECENT + 4}")
+    assert [r.uniqueid for r in store.recent(limit=2)] == [f"{RECENT + 3}", f"{RECENT + 4}"]
+    assert [r.end for r in store.recent(since=RECENT + 3.0)] == [RECENT + 3.5, RECENT + 4.5]
+    assert [r.uniqueid for r in store.recent(limit=1, since=0)] == [f"{RECENT + 4}"]
+    assert store.recent(limit=0) == [] and store.recent(since=1e12) == []
+    store.close()
+
+
+def test_recent_of_an_empty_table_is_empty(tmp_path: Path) -> None:
+    store = SqliteCdrStore(tmp_path / "callway.sqlite")
+    assert store.recent() == [] and store.recent(limit=5, since=0) == []
+    store.close()

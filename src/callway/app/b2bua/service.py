@@ -105,7 +105,6 @@ class CallService:
         self.callback: CallbackService | None = None
         self.cluster: RedisState | None = None  # shared call state ([store] url = redis://)
         self.events = EventBus()  # call events for the admin API's /api/v1/events
-        self.records: list[CallRecord] = []
         self.on_record: list[Callable[[CallRecord], None]] = []
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -244,8 +243,6 @@ class CallService:
             duration=int(end - channel.started),
             billsec=int(end - channel.answered_at) if channel.answered_at else 0,
         )
-        self.records.append(record)
-        del self.records[:-1000]
         for callback in self.on_record:
             try:
                 callback(record)
