@@ -220,6 +220,14 @@ def test_answered_call_caller_hangs_up(pbx: PbxProcess, tmp_path: Path) -> None:
     assert (cdr["caller"], cdr["callee"], cdr["disposition"]) == ("8005", "8006", "ANSWERED")
     assert cdr["start"] <= cdr["answer"] <= cdr["end"], cdr
     assert cdr["duration"] >= cdr["billsec"] >= 0, cdr
+    # Asterisk's other CDR columns: the seed's _80XX runs Dial(PJSIP/${EXTEN}).
+    assert cdr["channel"] == f"PJSIP/8005-{cdr['uniqueid']}", cdr
+    assert cdr["dstchannel"].startswith("PJSIP/8006-"), cdr
+    assert cdr["dstchannel"] != cdr["channel"].replace("8005", "8006"), cdr  # a uid of its own
+    assert (cdr["lastapp"], cdr["lastdata"], cdr["dcontext"]) == (
+        "Dial", "PJSIP/8006", "from-external"
+    ), cdr
+    assert (cdr["clid"], cdr["accountcode"]) == ('"8005" <8005>', ""), cdr
     assert_idle(pbx)
 
 

@@ -73,6 +73,8 @@ def test_a_trunk_known_by_its_address_calls_without_credentials(
     assert (cdr["caller"], cdr["callee"], cdr["disposition"]) == (
         "+15551234567", "8006", "ANSWERED"
     )
+    assert cdr["clid"] == '"Customer +15551234567" <+15551234567>', cdr
+    assert (cdr["channel"][:14], cdr["dcontext"]) == ("PJSIP/carrier-", "from-carrier"), cdr
     assert_idle(pbx)
 
 

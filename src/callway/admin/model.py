@@ -89,6 +89,13 @@ class Cdr:
     disposition: str  # ANSWERED, NO ANSWER, BUSY, FAILED
     duration: int
     billsec: int
+    clid: str = ""  # "name" <number>
+    channel: str = ""  # the caller's channel, PJSIP/8005-00000001
+    dstchannel: str = ""  # the answering callee's channel
+    lastapp: str = ""  # the last dialplan application and its arguments
+    lastdata: str = ""
+    dcontext: str = ""  # the context the call started in
+    accountcode: str = ""
 
 
 @dataclass(frozen=True, slots=True)

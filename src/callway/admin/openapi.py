@@ -107,6 +107,11 @@ SCHEMAS: dict[str, Any] = {
         "end": NUM, "disposition": {"type": "string",
                                     "examples": ["ANSWERED", "NO ANSWER", "BUSY", "FAILED"]},
         "duration": INT, "billsec": INT,
+        "clid": {**STR, "description": 'caller ID: "name" <number>'},
+        "channel": {**STR, "examples": ["PJSIP/8005-00000001"]},
+        "dstchannel": {**STR, "description": "the answering callee's channel"},
+        "lastapp": {**STR, "examples": ["Dial"]}, "lastdata": {**STR, "examples": ["PJSIP/8006"]},
+        "dcontext": STR, "accountcode": STR,
     }),
     "Destination": _obj({
         "setid": INT, "uri": STR,

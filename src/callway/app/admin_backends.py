@@ -74,7 +74,9 @@ def _cdr(record: CdrRow) -> Cdr:
     return Cdr(
         uniqueid=record.uniqueid, src=record.caller, dst=record.callee, start=record.start,
         answer=record.answer, end=record.end, disposition=record.disposition,
-        duration=record.duration, billsec=record.billsec,
+        duration=record.duration, billsec=record.billsec, clid=record.clid,
+        channel=record.channel, dstchannel=record.dstchannel, lastapp=record.lastapp,
+        lastdata=record.lastdata, dcontext=record.dcontext, accountcode=record.accountcode,
     )  # fmt: skip
 
 

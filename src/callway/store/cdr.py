@@ -1,10 +1,13 @@
 """Call detail records in the embedded SQLite store (table ``cdr``).
 
 One row per call, with the fields Asterisk's ``cdr_sqlite3_custom`` module
-is usually configured to write: caller, callee, start, answer, end
-(Unix times; ``answer`` is NULL for an unanswered call), disposition
-(``ANSWERED``, ``NO ANSWER``, ``BUSY``, ``FAILED``), duration and billsec
-(whole seconds from start and from answer to end).
+is usually configured to write: caller (``src``), callee (``dst``), start,
+answer, end (Unix times; ``answer`` is NULL for an unanswered call),
+disposition (``ANSWERED``, ``NO ANSWER``, ``BUSY``, ``FAILED``), duration
+and billsec (whole seconds from start and from answer to end), then
+``clid``, ``channel``, ``dstchannel``, ``lastapp``, ``lastdata``,
+``dcontext`` and ``accountcode`` (added to a table made by an earlier
+version when it is opened).
 
 Rows are queued and committed together by :meth:`SqliteCdrStore.flush`,
 which the PBX shell calls with the location store's flush (a few times a
@@ -38,9 +41,14 @@ CREATE TABLE IF NOT EXISTS cdr (
     billsec INTEGER NOT NULL
 )
 """
+# Added later: ALTER TABLE adds them to a table an earlier version made.
+_ADDED = ("clid", "channel", "dstchannel", "lastapp", "lastdata", "dcontext", "accountcode")
 
-_COLUMNS = 'uniqueid, caller, callee, "start", "answer", "end", disposition, duration, billsec'
-_INSERT = f"INSERT INTO cdr ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_COLUMNS = ", ".join(
+    ("uniqueid", "caller", "callee", '"start"', '"answer"', '"end"', "disposition", "duration",
+     "billsec", *_ADDED)
+)  # fmt: skip
+_INSERT = f"INSERT INTO cdr ({_COLUMNS}) VALUES ({', '.join('?' * (9 + len(_ADDED)))})"
 # The last ``?`` rows by id (a range of the rowid: no scan), ended at or after ``?``.
 _RECENT = (
     f'SELECT {_COLUMNS} FROM cdr WHERE id > (SELECT coalesce(max(id), 0) FROM cdr) - ? '
@@ -61,6 +69,13 @@ class CdrRow:
     disposition: str
     duration: int
     billsec: int
+    clid: str = ""
+    channel: str = ""
+    dstchannel: str = ""
+    lastapp: str = ""
+    lastdata: str = ""
+    dcontext: str = ""
+    accountcode: str = ""
 
 
 class SqliteCdrStore:
@@ -72,6 +87,10 @@ class SqliteCdrStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(cdr)")}
+        for column in _ADDED:
+            if column not in have:
+                self._db.execute(f"ALTER TABLE cdr ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
         self._pending: list[CdrRow] = []
 
     def add(self, row: CdrRow) -> None:
@@ -85,7 +104,8 @@ class SqliteCdrStore:
         pending, self._pending = self._pending, []
         values = [
             (r.uniqueid, r.caller, r.callee, r.start, r.answer, r.end, r.disposition,
-             r.duration, r.billsec)
+             r.duration, r.billsec, r.clid, r.channel, r.dstchannel, r.lastapp, r.lastdata,
+             r.dcontext, r.accountcode)
             for r in pending
         ]  # fmt: skip
         self._db.execute("BEGIN")

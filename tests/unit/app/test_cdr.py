@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from callway.app.b2bua.service import CallRecord, cdr_writer
+from callway.app.b2bua.service import CallRecord, cdr_writer, clid
 from callway.store.cdr import RECENT, CdrRow, SqliteCdrStore
 from callway.store.sqlite import SqliteLocationStore
 
@@ -73,3 +73,48 @@ def test_recent_of_an_empty_table_is_empty(tmp_path: Path) -> None:
     store = SqliteCdrStore(tmp_path / "callway.sqlite")
     assert store.recent() == [] and store.recent(limit=5, since=0) == []
     store.close()
+
+
+def test_asterisk_columns_are_stored(tmp_path: Path) -> None:
+    store = SqliteCdrStore(tmp_path / "callway.sqlite")
+    full = CallRecord(
+        uniqueid="5", src="+1555", dst="8006", start=1.0, answer=2.0, end=3.0,
+        disposition="ANSWERED", duration=2, billsec=1, clid='"Customer" <+1555>',
+        channel="PJSIP/carrier-00000005", dstchannel="PJSIP/8006-00000006", lastapp="Dial",
+        lastdata="PJSIP/8006,30", dcontext="from-carrier", accountcode="acme",
+    )  # fmt: skip
+    cdr_writer(store)(full)
+    (row,) = store.recent()
+    assert (row.clid, row.channel, row.dstchannel, row.lastapp, row.lastdata, row.dcontext,
+            row.accountcode) == ('"Customer" <+1555>', "PJSIP/carrier-00000005",
+                                 "PJSIP/8006-00000006", "Dial", "PJSIP/8006,30", "from-carrier",
+                                 "acme")  # fmt: skip
+    store.close()
+
+
+def test_a_table_of_an_earlier_version_gets_the_new_columns(tmp_path: Path) -> None:
+    path = tmp_path / "callway.sqlite"
+    with sqlite3.connect(path) as db:  # the table as the first versions made it
+        db.execute(
+            'CREATE TABLE cdr (id INTEGER PRIMARY KEY AUTOINCREMENT, uniqueid TEXT NOT NULL, '
+            'caller TEXT NOT NULL, callee TEXT NOT NULL, "start" REAL NOT NULL, "answer" REAL, '
+            '"end" REAL NOT NULL, disposition TEXT NOT NULL, duration INTEGER NOT NULL, '
+            "billsec INTEGER NOT NULL)"
+        )
+        db.execute(
+            'INSERT INTO cdr (uniqueid, caller, callee, "start", "end", disposition, duration, '
+            "billsec) VALUES ('1', '8005', '8006', 1, 2, 'BUSY', 1, 0)"
+        )
+    store = SqliteCdrStore(path)
+    store.add(CdrRow("2", "8005", "8006", 3.0, None, 4.0, "BUSY", 1, 0, channel="PJSIP/8005-2"))
+    old, new = store.recent()
+    assert (old.uniqueid, old.channel, old.lastapp) == ("1", "", "")
+    assert (new.uniqueid, new.channel) == ("2", "PJSIP/8005-2")
+    store.close()
+
+
+def test_clid_is_asterisks_merge_of_name_and_number() -> None:
+    assert clid("Customer", "+1555") == '"Customer" <+1555>'
+    assert clid('Say "hi"', "8005") == '"Say \\"hi\\"" <8005>'
+    assert clid("", "8005") == "8005"
+    assert clid("Reception", "") == "Reception"

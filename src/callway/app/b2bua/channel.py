@@ -79,6 +79,8 @@ class Channel:
         self.answered_at: float | None = None
         self.disposition = "NO ANSWER"
         self.peer = ""
+        self.dstchannel = ""  # the answering callee's channel name (the CDR's dstchannel)
+        self.runner: DialplanRunner | None = None
         self.dialstatus = ""
         #: The dialplan's variables once it runs: Dial reads CALLERID(num/name) there.
         self.caller_id: ChannelVariables | None = None
@@ -156,6 +158,7 @@ class Channel:
             uniqueid=self.uid,
         )
         self.caller_id = runner.scope  # CALLERID(num/name) as the dialplan leaves it
+        self.runner = runner
         while True:
             if self.leg.ended.is_set():
                 runner.caller_hangup()

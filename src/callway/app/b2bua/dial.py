@@ -138,6 +138,7 @@ class Dialer:
         self.action = action
         self.started = time.time()
         self.legs: list[OutboundLeg] = []
+        self.names: dict[OutboundLeg, str] = {}  # each leg's channel name (PJSIP/8006-0000000b)
         self.held = False
         self.answered_elsewhere = False
         # Forks with a response queued, or a marker (_CALLER_GONE, _TIMEOUT): see _wait.
@@ -234,6 +235,7 @@ class Dialer:
                 credentials=outbound_credentials(config, endpoint),
             )
             log.debug("%s: ringing %s at %s", channel.name, endpoint.name, binding.source)
+            self.names[leg] = f"PJSIP/{endpoint.name}-{channel.service.next_uid()}"
             channel.add_call_id(leg.call_id)
             leg.notify = self.ready.put_nowait
             leg.start()
@@ -344,6 +346,7 @@ class Dialer:
         media.bridge()
         answered = time.time()
         channel.peer = winner.invite.uri.__str__()
+        channel.dstchannel = self.names.get(winner, "")
         bridge = Bridge(channel.leg, winner, media)
         gone = await bridge.run()
         return self._result(

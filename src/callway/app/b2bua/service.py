@@ -56,6 +56,21 @@ class CallRecord:
     disposition: str
     duration: int
     billsec: int
+    clid: str = ""  # "name" <num>
+    channel: str = ""  # PJSIP/8005-00000001
+    dstchannel: str = ""  # the answering callee's channel
+    lastapp: str = ""  # the last dialplan application run, and its arguments
+    lastdata: str = ""
+    dcontext: str = ""  # the context the call started in
+    accountcode: str = ""  # the caller endpoint's accountcode
+
+
+def clid(name: str, number: str) -> str:
+    """Asterisk's CDR ``clid`` (``ast_callerid_merge``): ``"name" <number>``, else either."""
+    if name and number:
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')  # ast_escape_quoted
+        return f'"{quoted}" <{number}>'
+    return name or number
 
 
 def cdr_writer(store: SqliteCdrStore) -> Callable[[CallRecord], None]:
@@ -73,6 +88,13 @@ def cdr_writer(store: SqliteCdrStore) -> Callable[[CallRecord], None]:
                 disposition=record.disposition,
                 duration=record.duration,
                 billsec=record.billsec,
+                clid=record.clid,
+                channel=record.channel,
+                dstchannel=record.dstchannel,
+                lastapp=record.lastapp,
+                lastdata=record.lastdata,
+                dcontext=record.dcontext,
+                accountcode=record.accountcode,
             )
         )
 
@@ -112,6 +134,10 @@ class CallService:
         #: the rest (at 200 calls a second they cost more CPU than the SDP work).
         self.call_log = LogBudget(CALL_LINES_PER_SECOND)
 
+    def next_uid(self) -> str:
+        """A new channel's unique id (a callee's channel takes one as well)."""
+        return f"{next(self._ids):08x}"
+
     def log_suppressed(self) -> None:
         """Log how many calls the budget kept out of the log since the last call."""
         count = self.call_log.take_suppressed()
@@ -148,7 +174,7 @@ class CallService:
             self.manager.port.send_response(key, make_response(request, 403))
             return
         leg = InboundLeg(self.manager, key, request, source)
-        uid = f"{next(self._ids):08x}"
+        uid = self.next_uid()
         channel = Channel(self, leg, endpoint, uri.user or "s", uid)
         self.channels[uid] = channel
         publish(channel, "call_started")
@@ -232,9 +258,11 @@ class CallService:
             self.cluster.forget_dialog(channel.leg.invite.call_id)
         end = time.time()
         scope = channel.caller_id  # Asterisk's CDR src is CALLERID(num)
+        src = scope.callerid_num if scope is not None else channel.endpoint.name
+        runner = channel.runner
         record = CallRecord(
             uniqueid=channel.uid,
-            src=scope.callerid_num if scope is not None else channel.endpoint.name,
+            src=src,
             dst=channel.exten,
             start=channel.started,
             answer=channel.answered_at,
@@ -242,6 +270,13 @@ class CallService:
             disposition=channel.disposition,
             duration=int(end - channel.started),
             billsec=int(end - channel.answered_at) if channel.answered_at else 0,
+            clid=clid(scope.callerid_name if scope is not None else "", src),
+            channel=channel.name,
+            dstchannel=channel.dstchannel,
+            lastapp=runner.last_app if runner is not None else "",
+            lastdata=runner.last_data if runner is not None else "",
+            dcontext=channel.endpoint.context,
+            accountcode=channel.endpoint.accountcode,
         )
         for callback in self.on_record:
             try:

@@ -108,6 +108,10 @@ class DialplanRunner:
             variables=dict(variables or {}),
             globals=load_globals(dialplan) if global_vars is None else global_vars,
         )
+        #: The last application run and its arguments, as Asterisk's CDR
+        #: ``lastapp``/``lastdata`` (the ``h`` extension's apps do not count).
+        self.last_app = ""
+        self.last_data = ""
         self._started = False
         self._pending: Action | None = None
         self._queued: list[Action] = []
@@ -259,6 +263,8 @@ class DialplanRunner:
             log.warning("%s: %s for extension %s", self.scope.channel_name, reason, self._where())
             return self._finish(Hangup(None, reason))
         args = self.scope.substitute(step.args_raw)
+        if self._terminal is None:  # not the h extension
+            self.last_app, self.last_data = app[0], args
         if verbose.isEnabledFor(logging.INFO):  # Asterisk's verbose level 3: see ops.logs
             verbose.info(
                 'Executing %s %s("%s", "%s")', self._where(), app[0], self.scope.channel_name, args
