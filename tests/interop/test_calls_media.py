@@ -39,6 +39,7 @@ from tests.interop.test_calls_audio import (
 )
 from tests.interop.test_calls_sipp import (
     BYE_OK,
+    R180,
     R200,
     R401,
     assert_idle,
@@ -229,6 +230,38 @@ def test_rtp_timeout_hangs_up_both_sides(pbx_factory: PbxFactory, tmp_path: Path
     assert methods(b) == ["INVITE", "ACK", "BYE"], b.describe()
     assert 1.8 < elapsed < 5.0, elapsed
     assert "no RTP on leg" in pbx.stderr_text()
+    assert_idle(pbx)
+
+
+def test_a_held_call_outlives_rtp_timeout(pbx_factory: PbxFactory, tmp_path: Path) -> None:
+    """No RTP at all, ``rtp_timeout=1``: held 2.5 s (``rtp_timeout_hold=0``), the call stays up.
+
+    Asterisk counts ``rtp_timeout`` off hold only (a held phone sends no
+    RTP, RFC 3264 §8.4); after the resume the silence counts afresh, so
+    the BYE 0.2 s later is the caller's own.
+    """
+    pbx = pbx_factory(endpoint_options={"8005": "rtp_timeout=1\nrtp_timeout_hold=0"})
+    with callee(pbx, "call_uas_hold.xml", tmp_path) as uas:
+        uac = caller(pbx, "call_uac_hold_long.xml", tmp_path, timeout=20)
+        b = uas.result()
+    ok(uac)
+    ok(b)
+    assert finals(uac) == [R401, R180, R200, R200, R200, BYE_OK], uac.describe()
+    assert methods(b) == ["INVITE", "ACK", "INVITE", "ACK", "INVITE", "ACK", "BYE"], b.describe()
+    assert "no RTP on leg" not in pbx.stderr_text()
+    assert_idle(pbx)
+
+
+def test_rtp_timeout_hold_hangs_up_a_call_held_too_long(
+    pbx_factory: PbxFactory, tmp_path: Path
+) -> None:
+    """``rtp_timeout_hold=1``: the same call is hung up while held, by the PBX."""
+    pbx = pbx_factory(endpoint_options={"8005": "rtp_timeout=1\nrtp_timeout_hold=1"})
+    with callee(pbx, "call_uas_hold.xml", tmp_path) as uas:
+        uac = caller(pbx, "call_uac_hold_long.xml", tmp_path, timeout=20)
+        b = uas.result()
+    assert "BYE" in methods(uac), uac.describe()  # the PBX's, during the hold
+    assert "no RTP on leg a for 1s (on hold: rtp_timeout_hold)" in pbx.stderr_text()
     assert_idle(pbx)
 
 

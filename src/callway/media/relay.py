@@ -284,7 +284,8 @@ class RelaySession:
     ``latch_window`` seconds of setup or of :meth:`RelayLeg.relatch`, or after
     the current one has been silent for ``latch_timeout``.  ``on_timeout(session,
     leg_name)`` fires once when a leg sent no RTP for ``rtp_timeout`` seconds
-    (Asterisk ``rtp_timeout``; 0 disables).
+    (Asterisk ``rtp_timeout``; 0 disables); :meth:`set_rtp_timeout` changes
+    it, e.g. to ``rtp_timeout_hold`` while the call is on hold.
     """
 
     def __init__(
@@ -314,6 +315,7 @@ class RelaySession:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timed_out = {"a": False, "b": False}
+        self._counted_from = 0.0  # silence before this does not count (a timeout change)
         self._closed = False
         self._transcoders: tuple[Transcoder | None, Transcoder | None] = (None, None)
         self._compose()  # RTCP always passes the report observer
@@ -503,6 +505,20 @@ class RelaySession:
                 continue
             _forward_into(src, dst, size, source, now)
 
+    def set_rtp_timeout(self, seconds: float) -> None:
+        """Hang up after ``seconds`` without RTP from now on (0: never).
+
+        Silence is counted from this call, so a phone that stayed quiet
+        while held is not cut off the moment the call is resumed.
+        """
+        self.rtp_timeout = seconds
+        self._counted_from = self._clock()
+        self._timed_out = {"a": False, "b": False}
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._schedule_check()
+
     def _schedule_check(self) -> None:
         if self.rtp_timeout > 0 and self._loop is not None and not self._closed:
             interval = min(max(self.rtp_timeout / 4, 0.05), 1.0)
@@ -511,7 +527,7 @@ class RelaySession:
     def _check_timeouts(self) -> None:
         now = self._clock()
         for leg in (self.a, self.b):
-            silent = now - leg.rtp.last_heard >= self.rtp_timeout
+            silent = now - max(leg.rtp.last_heard, self._counted_from) >= self.rtp_timeout
             if silent and not self._timed_out[leg.name] and self.on_timeout is not None:
                 log.info("no RTP on leg %s for %.1f s", leg.name, self.rtp_timeout)
                 try:

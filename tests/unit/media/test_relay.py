@@ -218,6 +218,30 @@ def test_rtp_timeout_fires_once_for_the_silent_leg(pool: PortPool) -> None:
     run(scenario)
 
 
+def test_set_rtp_timeout_counts_silence_from_the_change(pool: PortPool) -> None:
+    """On hold (0: no timeout) the silence does not count, and after it counts from the resume."""
+
+    async def scenario() -> None:
+        timeouts: list[str] = []
+        session = RelaySession(
+            pool, host=HOST, rtp_timeout=0.3, on_timeout=lambda s, leg: timeouts.append(leg)
+        )
+        try:
+            session.start()
+            session.set_rtp_timeout(0)  # held: rtp_timeout_hold=0
+            await asyncio.sleep(0.6)
+            assert timeouts == []
+            session.set_rtp_timeout(0.3)  # resumed: 0.6 s of silence already, none counted
+            await asyncio.sleep(0.15)
+            assert timeouts == []
+            await asyncio.sleep(0.35)
+            assert sorted(timeouts) == ["a", "b"]
+        finally:
+            session.close()
+
+    run(scenario)
+
+
 def test_close_releases_ports_and_stops_relaying(pool: PortPool) -> None:
     async def scenario() -> None:
         phone_a, phone_b = phone(), phone()

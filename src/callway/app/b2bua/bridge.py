@@ -156,6 +156,7 @@ class Bridge:
             return
         self.media.relay.leg(name).relatch()
         self.media.bridge()
+        self.media.set_held(direction is not Direction.SENDRECV)
         self._reply(leg, key, request, 200, answer)
 
     def _reply(

@@ -89,14 +89,27 @@ class CallMedia:
         a_tos: int = 0,
         symmetric: bool = True,
         rtp_timeout: float = 0.0,
+        rtp_timeout_hold: float = 0.0,
         on_timeout: Callable[[RelaySession, str], None] | None = None,
     ) -> None:
         self.relay = RelaySession(
             pool, symmetric=symmetric, rtp_timeout=rtp_timeout, on_timeout=on_timeout
         )
+        self.rtp_timeouts = (rtp_timeout, rtp_timeout_hold)  # off hold, on hold
+        self.held = False
         self.relay.start()
         self.sides: dict[str, Side] = {}
         self._add_side("a", Side(a_codecs or ("ulaw", "alaw"), a_host, a_encryption), a_tos)
+
+    def set_held(self, held: bool) -> None:
+        """The call went on hold (a re-offer not ``sendrecv``) or off it.
+
+        On hold the phones may send no RTP at all (RFC 3264 §8.4): Asterisk's
+        ``rtp_timeout_hold`` applies instead of ``rtp_timeout`` (0: none).
+        """
+        if held != self.held:
+            self.held = held
+            self.relay.set_rtp_timeout(self.rtp_timeouts[held])
 
     def add_side_b(
         self, codecs: tuple[str, ...], host: str, encryption: str = "no", tos: int = 0

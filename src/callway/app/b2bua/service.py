@@ -25,6 +25,7 @@ from callway.core.address import Address
 from callway.core.logbudget import LogBudget
 from callway.media.conference import RoomRegistry
 from callway.media.ports import PortPool, PortsExhaustedError
+from callway.media.relay import RelaySession
 from callway.pbx.auth import Authenticator
 from callway.pbx.dialplan.actions import MusicOnHold, Playback
 from callway.pbx.dialplan_model import Dialplan
@@ -192,11 +193,13 @@ class CallService:
         """A relay for a channel; raises PortsExhaustedError when no ports are left."""
         endpoint = channel.endpoint
 
-        def on_timeout(_session: object, leg_name: str) -> None:
+        def on_timeout(session: RelaySession, leg_name: str) -> None:
             if not channel.leg.answered or (leg_name == "b" and channel.leg.listener is None):
                 return  # rtp_timeout counts from the answer; leg b only once bridged
-            log.warning("%s: no RTP on leg %s for %ss: hanging up", channel.name, leg_name,
-                        endpoint.rtp_timeout)  # fmt: skip
+            log.warning("%s: no RTP on leg %s for %ss%s: hanging up", channel.name, leg_name,
+                        f"{session.rtp_timeout:g}",
+                        " (on hold: rtp_timeout_hold)" if channel.media and channel.media.held
+                        else "")  # fmt: skip
             listener = channel.leg.listener
             if listener is not None and hasattr(listener, "hang_up"):
                 listener.hang_up()
@@ -213,6 +216,7 @@ class CallService:
                 a_encryption=endpoint.media_encryption,
                 a_tos=endpoint.tos_audio,
                 rtp_timeout=float(endpoint.rtp_timeout),
+                rtp_timeout_hold=float(endpoint.rtp_timeout_hold),
                 on_timeout=on_timeout,
             )
         except PortsExhaustedError:
