@@ -261,6 +261,7 @@ def test_rtp_timeout_hold_hangs_up_a_call_held_too_long(
         uac = caller(pbx, "call_uac_hold_long.xml", tmp_path, timeout=20)
         b = uas.result()
     assert "BYE" in methods(uac), uac.describe()  # the PBX's, during the hold
+    assert methods(b)[-1] == "BYE", b.describe()  # both sides
     assert "no RTP on leg a for 1s (on hold: rtp_timeout_hold)" in pbx.stderr_text()
     assert_idle(pbx)
 

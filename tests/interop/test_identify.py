@@ -78,6 +78,33 @@ def test_a_trunk_known_by_its_address_calls_without_credentials(
     assert_idle(pbx)
 
 
+TRUSTED_DIALPLAN = """\
+[from-carrier]
+exten => _80XX,1,Dial(PJSIP/${EXTEN})
+"""
+
+
+def test_a_trusted_trunk_asserts_the_caller_in_p_asserted_identity(
+    pbx_factory: PbxFactory, tmp_path: Path
+) -> None:
+    """``trust_id_inbound=yes``: From is anonymous, the caller ID comes from the PAI."""
+    require_binary("sipp")
+    trusted = TRUNK.replace("identify_by=ip", "identify_by=ip\ntrust_id_inbound=yes")
+    pbx = pbx_factory(extra_pjsip=trusted, extensions=TRUSTED_DIALPLAN)
+    with callee(pbx, "call_uas.xml", tmp_path) as uas:
+        trunk = run_sipp(
+            "trunk_uac_pai.xml", f"127.0.0.1:{pbx.sip_port}", service="8006",
+            extra_args=["-i", "127.0.0.2"], trace_dir=tmp_path / "trunk",
+        )  # fmt: skip
+        b = uas.result()
+    ok(trunk)
+    ok(b)
+    assert 'From: "Jane Roe" <sip:+15551234567@' in b.messages(), b.describe()
+    (cdr,) = cdrs(pbx)
+    assert (cdr["caller"], cdr["clid"]) == ("+15551234567", '"Jane Roe" <+15551234567>'), cdr
+    assert_idle(pbx)
+
+
 def test_from_another_address_the_same_call_is_challenged(
     pbx_factory: PbxFactory, tmp_path: Path
 ) -> None:
@@ -100,6 +127,7 @@ allow=ulaw
 outbound_auth=carrier-out-auth
 aors=carrier-out
 from_user=callcenter1
+send_pai=yes
 
 [carrier-out-auth]
 type=auth
@@ -124,7 +152,11 @@ exten => _9X.,1,NoOp()
 def test_an_outbound_call_through_a_carrier_answers_its_challenge(
     pbx_factory: PbxFactory, tmp_path: Path
 ) -> None:
-    """Dial(PJSIP/number@trunk): the number in the Request-URI, outbound_auth for the 401."""
+    """Dial(PJSIP/number@trunk): the number in the Request-URI, outbound_auth for the 401.
+
+    The carrier checks the digest, the From's account (``from_user``) and the
+    P-Asserted-Identity (``send_pai``): the agent's caller ID, 8005.
+    """
     require_binary("sipp")
     carrier_port = free_port_pair_block(1)
     pbx = pbx_factory(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from callway.app.b2bua.channel import caller_id
-from callway.app.b2bua.dial import outbound_credentials, with_user
+from callway.app.b2bua.dial import identity_headers, outbound_credentials, with_user
 from callway.config.pjsip import parse_pjsip
 from callway.sip.message import Request
 
@@ -53,12 +53,13 @@ def test_outbound_credentials_in_order_with_their_realms() -> None:
     )
 
 
-def invite(from_value: str) -> Request:
+def invite(from_value: str, *extra: tuple[str, str]) -> Request:
     return Request(
         "INVITE",
         "sip:8006@192.0.2.1",
-        [("From", f"{from_value};tag=1"), ("To", "<sip:8006@192.0.2.1>"), ("Call-ID", "c")],
-    )
+        [("From", f"{from_value};tag=1"), ("To", "<sip:8006@192.0.2.1>"), ("Call-ID", "c"),
+         *extra],
+    )  # fmt: skip
 
 
 def test_caller_id_comes_from_the_from_header() -> None:
@@ -99,3 +100,42 @@ def test_an_escaped_user_part_is_not_escaped_twice() -> None:
 
     assert escape_user("a%20b%3Ec") == "a%20b%3Ec"
     assert escape_user("100%") == "100%25"
+
+
+TRUSTED = "\n[trunk]\ntype=endpoint\ntrust_id_inbound=yes\ncallerid=Trunk <999>\n"
+ANONYMOUS = '"Anonymous" <sip:anonymous@anonymous.invalid>'
+
+
+def test_trust_id_inbound_takes_the_asserted_identity() -> None:
+    """RFC 3325: a trusted carrier asserts the caller in P-Asserted-Identity, else RPID."""
+    trunk = parse_pjsip(CONF + TRUSTED, "pjsip.conf").endpoints["trunk"]
+    pai = ("P-Asserted-Identity", '"Jane Roe" <sip:+15551234567@carrier>, <tel:+15551234567>')
+    assert caller_id(trunk, invite(ANONYMOUS, pai)) == ("+15551234567", "Jane Roe")
+    tel = ("P-Asserted-Identity", "<tel:+15557654321;phone-context=example.com>")
+    assert caller_id(trunk, invite(ANONYMOUS, tel)) == ("+15557654321",) * 2
+    rpid = ("Remote-Party-ID", '"Rob" <sip:+15550001111@carrier>;party=calling;screen=yes')
+    assert caller_id(trunk, invite(ANONYMOUS, rpid)) == ("+15550001111", "Rob")
+    assert caller_id(trunk, invite(ANONYMOUS, ("P-Asserted-Identity", "<<bad"), rpid)) == (
+        "+15550001111", "Rob"
+    )  # fmt: skip
+    assert caller_id(trunk, invite(ANONYMOUS)) == ("999", "Trunk")  # none: callerid=
+
+
+def test_an_untrusted_endpoint_ignores_the_asserted_identity() -> None:
+    endpoint = parse_pjsip(CONF, "pjsip.conf").endpoints["carrier"]
+    pai = ("P-Asserted-Identity", "<sip:+15551234567@carrier>")
+    assert caller_id(endpoint, invite("<sip:8005@pbx>", pai)) == ("8005", "8005")
+
+
+def test_send_pai_and_send_rpid_carry_callerid_not_from_user() -> None:
+    text = (
+        "\n[out]\ntype=endpoint\nsend_pai=yes\nsend_rpid=yes\nfrom_user=acct1\n"
+        "from_domain=carrier.example\n"
+    )
+    config = parse_pjsip(CONF + text, "pjsip.conf")
+    assert identity_headers(config.endpoints["out"], "Jane", "+15551234567", "pbx") == (
+        ("P-Asserted-Identity", '"Jane" <sip:+15551234567@carrier.example>'),
+        ("Remote-Party-ID",
+         '"Jane" <sip:+15551234567@carrier.example>;party=calling;privacy=off;screen=no'),
+    )  # fmt: skip
+    assert identity_headers(config.endpoints["carrier"], "Jane", "1", "pbx") == ()

@@ -46,6 +46,8 @@ from callway.pbx.model import Endpoint
 from callway.sdp.errors import SdpError
 from callway.sdp.model import SessionDescription
 from callway.sdp.parse import parse_sdp
+from callway.sip.errors import ParseError
+from callway.sip.headers import parse_name_addr, split_list
 from callway.sip.message import Request
 from callway.sip.uri import SipURI
 
@@ -281,10 +283,16 @@ class Channel:
 def caller_id(endpoint: Endpoint, invite: Request) -> tuple[str, str]:
     """CALLERID(num) and CALLERID(name) of a new channel, as chan_pjsip sets them.
 
-    The endpoint's ``callerid="Name" <num>`` wins; else the From of the
-    INVITE (user part and display name: a trunk's customer number), else
-    the endpoint's name.
+    With ``trust_id_inbound=yes`` the INVITE's P-Asserted-Identity (RFC 3325
+    §9.1), else its Remote-Party-ID, wins (a carrier asserts the caller
+    there, its From may say ``anonymous``); then the endpoint's
+    ``callerid="Name" <num>``; else the From of the INVITE (user part and
+    display name: a trunk's customer number), else the endpoint's name.
     """
+    if endpoint.trust_id_inbound:
+        asserted = asserted_id(invite)
+        if asserted is not None:
+            return asserted
     text = endpoint.callerid.strip()
     if text:
         name, _, rest = text.partition("<")
@@ -295,3 +303,28 @@ def caller_id(endpoint: Endpoint, invite: Request) -> tuple[str, str]:
     uri = from_.uri
     number = uri.user if isinstance(uri, SipURI) and uri.user else endpoint.name
     return number, from_.display or number
+
+
+def asserted_id(invite: Request) -> tuple[str, str] | None:
+    """(number, name) of the first P-Asserted-Identity, else Remote-Party-ID; None if neither.
+
+    A ``tel:`` URI's number is taken up to its parameters (RFC 3966); a value
+    that does not parse is ignored, as if absent.
+    """
+    for header in ("P-Asserted-Identity", "Remote-Party-ID"):
+        for value in invite.get_all(header):
+            for item in split_list(value):
+                try:
+                    addr = parse_name_addr(item)
+                except ParseError:
+                    continue
+                uri = addr.uri
+                if isinstance(uri, SipURI):
+                    number = uri.user or ""
+                elif uri.scheme.lower() == "tel":
+                    number = uri.raw.partition(":")[2].partition(";")[0]
+                else:
+                    continue
+                if number:
+                    return number, addr.display or number
+    return None

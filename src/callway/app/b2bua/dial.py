@@ -121,6 +121,23 @@ def from_value(name: str, user: str, host: str) -> str:
     return f"{quote(name)} <sip:{escape_user(user)}@{host}>"
 
 
+def identity_headers(
+    endpoint: Endpoint, name: str, number: str, host: str
+) -> tuple[tuple[str, str], ...]:
+    """P-Asserted-Identity (``send_pai``, RFC 3325 §9.1) and Remote-Party-ID (``send_rpid``).
+
+    They carry CALLERID, whatever ``from_user`` puts in the From (a carrier
+    account's number): the caller the carrier shows.
+    """
+    identity = from_value(name, number, endpoint.from_domain or host)
+    headers: list[tuple[str, str]] = []
+    if endpoint.send_pai:
+        headers.append(("P-Asserted-Identity", identity))
+    if endpoint.send_rpid:
+        headers.append(("Remote-Party-ID", f"{identity};party=calling;privacy=off;screen=no"))
+    return tuple(headers)
+
+
 @functools.lru_cache(maxsize=4096)
 def to_header(contact: str) -> str:
     """The To of an INVITE to a contact: its URI in angle brackets, as parsed (§8.1.1.2).
@@ -231,7 +248,8 @@ class Dialer:
                 from_value=from_value(name, from_user, endpoint.from_domain or host),
                 to_value=to_header(uri),
                 body=offer,
-                extra=tuple(("Route", hop) for hop in binding.path),
+                extra=(*(("Route", hop) for hop in binding.path),
+                       *identity_headers(endpoint, name, caller, host)),
                 credentials=outbound_credentials(config, endpoint),
             )
             log.debug("%s: ringing %s at %s", channel.name, endpoint.name, binding.source)
