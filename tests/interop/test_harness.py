@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from tests.helpers.pbx_process import pjsip_conf, write_config
 from tests.helpers.peers import (
     SCENARIOS,
     Baresip,
+    SippResult,
     parse_baresip_trace,
     require_binary,
     require_pjsua2,
@@ -59,26 +61,38 @@ def test_pjsip_conf_is_the_seeds_on_loopback(tmp_path: Path) -> None:
 SCENARIO_KEYS = {"rtp_port": "40000", "sess_expires": "1800"}
 
 
-@pytest.mark.parametrize("scenario", sorted(p.name for p in SCENARIOS.glob("*.xml")))
-def test_sipp_parses_scenario(scenario: str, tmp_path: Path) -> None:
-    """Against a silent port sipp must load the scenario and only time out."""
+SCENARIO_NAMES = sorted(p.name for p in SCENARIOS.glob("*.xml"))
+
+
+@pytest.fixture(scope="module")
+def scenario_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SippResult]:
+    """Every scenario against one silent port, a dozen at a time (each waits 1 s for nothing)."""
     require_binary("sipp")
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))
+    target = f"127.0.0.1:{silent.getsockname()[1]}"
+    ports: set[int] = set()
+    while len(ports) < len(SCENARIO_NAMES):  # a distinct local port each
+        ports.add(free_port_pair_block(1))
+    keys = [arg for key, value in SCENARIO_KEYS.items() for arg in ("-key", key, value)]
     try:
-        port = silent.getsockname()[1]
-        result = run_sipp(
-            scenario,
-            f"127.0.0.1:{port}",
-            service="8005",
-            timeout=1,
-            trace_dir=tmp_path,
-            extra_args=[
-                arg for key, value in SCENARIO_KEYS.items() for arg in ("-key", key, value)
-            ],
-        )
+        with ThreadPoolExecutor(12) as pool:
+            runs = {
+                name: pool.submit(
+                    run_sipp, name, target, local_port=port, service="8005", timeout=1,
+                    trace_dir=tmp_path_factory.mktemp(Path(name).stem), extra_args=keys,
+                )
+                for name, port in zip(SCENARIO_NAMES, sorted(ports), strict=True)
+            }
+            return {name: run.result() for name, run in runs.items()}
     finally:
         silent.close()
+
+
+@pytest.mark.parametrize("scenario", SCENARIO_NAMES)
+def test_sipp_parses_scenario(scenario: str, scenario_runs: dict[str, SippResult]) -> None:
+    """Against a silent port sipp must load the scenario and only time out."""
+    result = scenario_runs[scenario]
     assert "timed out" in result.errors(), result.describe()
     assert "Variable" not in result.errors(), result.describe()
 
