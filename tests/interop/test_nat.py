@@ -8,9 +8,9 @@ Topology (``tests/helpers/netns.py``; the "internet" is the lab's 10.a.b.0/24)::
     evil .66  a third host on the internet (RTP injection)
 
 Both phones have the *same* private address (192.168.1.10) behind different
-NATs, as two hotel guests would.  Each router's conntrack UDP timeouts are 20
-s, so a NAT mapping nobody refreshes is gone after 20 s: the PBX's OPTIONS
-qualify (``qualify_frequency=5``) has to keep the phones reachable, which a
+NATs, as two hotel guests would.  Each router's conntrack UDP timeouts are 10
+s, so a NAT mapping nobody refreshes is gone after 10 s: the PBX's OPTIONS
+qualify (``qualify_frequency=3``) has to keep the phones reachable, which a
 control flow without keep-alives shows being cut.
 
 Shown here (issue 7):
@@ -55,8 +55,8 @@ from tests.interop.test_calls_audio import (
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(150)]
 
-NAT_TIMEOUT = 20  # seconds: nf_conntrack_udp_timeout and _stream in the routers
-QUALIFY = 5
+NAT_TIMEOUT = 10  # seconds: nf_conntrack_udp_timeout and _stream in the routers
+QUALIFY = 3
 SIP_PORT = 5060
 STUN_PORT = 3478
 TURN_PORT = 3479
@@ -394,7 +394,7 @@ def test_two_phones_behind_nat_call_past_the_nat_timeout(nat_lab: NatLab) -> Non
         assert sent > 0
         assert injector.received == 0, "the relay answered the injector: hijacked"
         time.sleep(max(0.0, CALL_SECONDS - (time.monotonic() - established)))
-        callee.hangup()  # the PBX's BYE to 8005 crosses NAT 1 after > 40 s
+        callee.hangup()  # the PBX's BYE to 8005 crosses NAT 1 after > 2 NAT timeouts
         wait_event(caller, "CALL_CLOSED", timeout=10)
         wait_event(callee, "CALL_CLOSED", timeout=10)
     assert_heard(sent_a, recording(callee.rec_dir), "8006 hears 8005 through two NATs")
