@@ -17,8 +17,11 @@ import signal
 import socket
 import ssl
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from callway import __version__
 from callway.admin import AdminServer, start_admin
@@ -66,25 +69,52 @@ log = logging.getLogger("callway.pbx")
 TICK = 0.5
 
 
-def resolve_identify_hosts(config: PjsipConfig) -> dict[str, tuple[Network, ...]]:
+#: Seconds the identify sections' host names get to resolve, all together, at (re)load.
+RESOLVE_DEADLINE = 3.0
+
+Resolver = Callable[..., list[tuple[Any, ...]]]
+
+
+def resolve_identify_hosts(
+    config: PjsipConfig,
+    *,
+    deadline: float = RESOLVE_DEADLINE,
+    getaddrinfo: Resolver = socket.getaddrinfo,
+) -> dict[str, tuple[Network, ...]]:
     """The addresses of the host names in identify sections' ``match=`` (resolved at load).
 
     As res_pjsip_endpoint_identifier_ip, a name is looked up when the
     configuration is (re)loaded; one that does not resolve matches nothing.
+    The names are looked up side by side, and the whole lookup stops after
+    ``deadline`` seconds: a slow resolver cannot stall a reload for longer
+    (the names still unresolved then match nothing, with a warning).
     """
-    found: dict[str, tuple[Network, ...]] = {}
+    owners: dict[str, str] = {}
     for identify in config.identifies.values():
         for host in identify.match_hosts:
-            if host in found:
-                continue
-            try:
-                infos = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
-            except OSError as exc:
-                log.warning("identify %s: cannot resolve %s: %s", identify.name, host, exc)
-                found[host] = ()
-                continue
-            networks = {ipaddress.ip_network(info[4][0]) for info in infos}
-            found[host] = tuple(sorted(networks, key=str))
+            owners.setdefault(host, identify.name)
+    if not owners:
+        return {}
+    pool = ThreadPoolExecutor(max_workers=min(8, len(owners)), thread_name_prefix="identify")
+    lookups = {
+        host: pool.submit(getaddrinfo, host, None, type=socket.SOCK_DGRAM) for host in owners
+    }
+    wait(lookups.values(), timeout=deadline)
+    pool.shutdown(wait=False, cancel_futures=True)
+    found: dict[str, tuple[Network, ...]] = {}
+    for host, lookup in lookups.items():
+        found[host] = ()
+        if not lookup.done():
+            log.warning("identify %s: %s did not resolve within %g s", owners[host], host,
+                        deadline)  # fmt: skip
+            continue
+        try:
+            infos = lookup.result()
+        except (OSError, UnicodeError) as exc:  # UnicodeError: a label over 63 characters
+            log.warning("identify %s: cannot resolve %s: %s", owners[host], host, exc)
+            continue
+        networks = {ipaddress.ip_network(info[4][0]) for info in infos}
+        found[host] = tuple(sorted(networks, key=str))
     return found
 
 
