@@ -149,18 +149,33 @@ exten => _9X.,1,NoOp()
 """
 
 
+# The carrier's address in the AOR is dead (nothing listens on 127.0.0.9): the
+# call only goes through if it is sent to the outbound proxy, the sipp carrier.
+VIA_PROXY = {
+    "aors=carrier-out\n": "aors=carrier-out\noutbound_proxy=sip:127.0.0.3:{port}\\;lr\n",
+    "contact=sip:127.0.0.3:{port}": "contact=sip:127.0.0.9:{dead}",
+}
+
+
+@pytest.mark.parametrize("proxied", [False, True], ids=["direct", "outbound_proxy"])
 def test_an_outbound_call_through_a_carrier_answers_its_challenge(
-    pbx_factory: PbxFactory, tmp_path: Path
+    pbx_factory: PbxFactory, tmp_path: Path, proxied: bool
 ) -> None:
     """Dial(PJSIP/number@trunk): the number in the Request-URI, outbound_auth for the 401.
 
     The carrier checks the digest, the From's account (``from_user``) and the
-    P-Asserted-Identity (``send_pai``): the agent's caller ID, 8005.
+    P-Asserted-Identity (``send_pai``): the agent's caller ID, 8005.  With
+    ``outbound_proxy`` the INVITE keeps the carrier's URI and goes to the
+    proxy, named in a Route (RFC 3261 §8.1.2).
     """
     require_binary("sipp")
     carrier_port = free_port_pair_block(1)
+    conf = OUTBOUND
+    for old, new in VIA_PROXY.items() if proxied else ():
+        conf = conf.replace(old, new)
     pbx = pbx_factory(
-        extra_pjsip=OUTBOUND.format(port=carrier_port), extensions=OUTBOUND_DIALPLAN
+        extra_pjsip=conf.format(port=carrier_port, dead=free_port_pair_block(1)),
+        extensions=OUTBOUND_DIALPLAN,
     )
     with ThreadPoolExecutor(1) as pool:
         carrier = pool.submit(
@@ -174,4 +189,9 @@ def test_an_outbound_call_through_a_carrier_answers_its_challenge(
     ok(agent)
     ok(answered)
     assert R200 in finals(agent), agent.describe()
+    invite = answered.messages().split("INVITE sip:15551234567@", 1)[1].split("\n\n", 1)[0]
+    if proxied:
+        assert f"Route: <sip:127.0.0.3:{carrier_port};lr>" in invite, invite
+    else:
+        assert "Route:" not in invite, invite
     assert_idle(pbx)

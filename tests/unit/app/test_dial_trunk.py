@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from callway.app.b2bua.channel import caller_id
-from callway.app.b2bua.dial import identity_headers, outbound_credentials, with_user
+from callway.app.b2bua.dial import (
+    identity_headers,
+    outbound_credentials,
+    outbound_proxy,
+    with_user,
+)
 from callway.config.pjsip import parse_pjsip
 from callway.sip.message import Request
 
@@ -139,3 +144,18 @@ def test_send_pai_and_send_rpid_carry_callerid_not_from_user() -> None:
          '"Jane" <sip:+15551234567@carrier.example>;party=calling;privacy=off;screen=no'),
     )  # fmt: skip
     assert identity_headers(config.endpoints["carrier"], "Jane", "1", "pbx") == ()
+
+
+def test_outbound_proxy_is_where_requests_go_and_a_loose_route() -> None:
+    from callway.core.address import Address
+
+    assert outbound_proxy("sip:192.0.2.5;lr") == (
+        Address("udp", "192.0.2.5", 5060), "<sip:192.0.2.5;lr>"
+    )  # fmt: skip
+    assert outbound_proxy("sip:sbc.example.net:5080;transport=tcp") == (
+        Address("tcp", "sbc.example.net", 5080), "<sip:sbc.example.net:5080;transport=tcp;lr>"
+    )  # fmt: skip
+    secure = outbound_proxy("sips:sbc.example.net")
+    assert secure is not None and secure[0] == Address("tls", "sbc.example.net", 5061)
+    assert outbound_proxy("tel:+15551234567") is None
+    assert outbound_proxy("sip:<bad") is None

@@ -69,6 +69,28 @@ def path_destination(binding: Binding) -> Address:
     return binding.source
 
 
+@functools.lru_cache(maxsize=256)
+def outbound_proxy(text: str) -> tuple[Address, str] | None:
+    """Where requests to an endpoint with ``outbound_proxy=`` go, and the Route naming it.
+
+    As chan_pjsip: the request keeps its Request-URI (the contact) and goes
+    to the proxy, which is named in a Route (RFC 3261 §8.1.2, loose routing:
+    ``;lr`` is added when the URI lacks it).  None (with a warning) for a
+    URI that is not a SIP URI; the host is taken as written, like static
+    contacts' (an address, or a name the transport looks up).
+    """
+    try:
+        uri = parse_uri(text.strip())
+    except ParseError:
+        uri = None
+    if not isinstance(uri, SipURI):
+        log.warning("outbound_proxy %r is not a SIP URI: requests go direct", text)
+        return None
+    if "lr" not in uri.params:
+        uri = dataclasses.replace(uri, params={**uri.params, "lr": None})
+    return uri_address(uri), f"<{uri}>"
+
+
 def static_bindings(aor: Aor | None) -> list[Binding]:
     """The ``contact=`` URIs of an AOR, dialled like registered contacts (res_pjsip aor)."""
     if aor is None or not aor.contact:
@@ -241,14 +263,16 @@ class Dialer:
         for endpoint, binding, number in contacts:
             uri = with_user(binding.uri, number) if number else binding.uri
             from_user = endpoint.from_user or caller
+            proxy = outbound_proxy(endpoint.outbound_proxy) if endpoint.outbound_proxy else None
             leg = OutboundLeg(
                 channel.service.manager,
-                path_destination(binding),
+                proxy[0] if proxy else path_destination(binding),
                 uri,
                 from_value=from_value(name, from_user, endpoint.from_domain or host),
                 to_value=to_header(uri),
                 body=offer,
-                extra=(*(("Route", hop) for hop in binding.path),
+                extra=(*((("Route", proxy[1]),) if proxy else ()),
+                       *(("Route", hop) for hop in binding.path),
                        *identity_headers(endpoint, name, caller, host)),
                 credentials=outbound_credentials(config, endpoint),
             )
