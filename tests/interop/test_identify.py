@@ -18,10 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.pbx_process import PbxProcess
 from tests.helpers.peers import require_binary, run_sipp
 from tests.helpers.ports import free_port_pair_block
 from tests.interop.conftest import PbxFactory
 from tests.interop.test_calls_sipp import R200, assert_idle, callee, caller, cdrs, finals, ok
+from tests.interop.test_console import console
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 
@@ -195,3 +197,64 @@ def test_an_outbound_call_through_a_carrier_answers_its_challenge(
     else:
         assert "Route:" not in invite, invite
     assert_idle(pbx)
+
+
+QUALIFIED = """\
+[carrier-out]
+type=endpoint
+context=from-external
+disallow=all
+allow=ulaw
+aors=carrier-out
+
+[carrier-out]
+type=aor
+contact=sip:127.0.0.9:{dead}
+qualify_frequency=1
+qualify_timeout=0.5
+outbound_proxy=sip:127.0.0.3:{port}\\;lr
+"""
+
+
+def wait_log(pbx: PbxProcess, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in pbx.stderr_text():
+        assert time.monotonic() < deadline, f"no {text!r} in the PBX's log"
+        time.sleep(0.1)
+
+
+def test_a_trunks_static_contact_is_qualified_and_skipped_once_unreachable(
+    pbx_factory: PbxFactory, tmp_path: Path
+) -> None:
+    """An AOR's ``contact=`` with ``qualify_frequency``: pinged like a registered phone.
+
+    The pings go through the AOR's ``outbound_proxy`` (the contact itself is
+    dead): a sipp SBC answers one, the contact is Reachable; then it answers
+    no more, the contact becomes Unavail and Dial skips it, as res_pjsip does.
+    """
+    require_binary("sipp")
+    port, dead = free_port_pair_block(1), free_port_pair_block(1)
+    with ThreadPoolExecutor(1) as pool:
+        sbc = pool.submit(
+            run_sipp, "options_uas.xml", f"127.0.0.1:{free_port_pair_block(1)}",
+            local_port=port, extra_args=["-i", "127.0.0.3"], timeout=10,
+            trace_dir=tmp_path / "sbc",
+        )  # fmt: skip
+        time.sleep(0.3)  # sipp binds its port before the first ping
+        pbx = pbx_factory(
+            extra_pjsip=QUALIFIED.format(port=port, dead=dead), extensions=OUTBOUND_DIALPLAN
+        )
+        contact = f"Contact carrier-out/sip:127.0.0.9:{dead} is now"
+        wait_log(pbx, f"{contact} Reachable", timeout=5)
+        answered = sbc.result()
+    ok(answered)
+    options = answered.messages().split("OPTIONS sip:127.0.0.9:", 1)[1].split("\n\n", 1)[0]
+    assert f"Route: <sip:127.0.0.3:{port};lr>" in options, options
+    wait_log(pbx, f"{contact} Unreachable", timeout=5)
+    shown = console(pbx, "pjsip show contacts").stdout
+    row = next(line for line in shown.splitlines() if f"sip:127.0.0.9:{dead}" in line)
+    assert "carrier-out" in row and "Unavail" in row and "static" in row, shown
+    agent = caller(pbx, "call_uac_rejected.xml", tmp_path, callee_user="915551234567")
+    ok(agent)
+    assert "is unreachable: skipped" in pbx.stderr_text()
+    assert "status is 'CHANUNAVAIL'" in pbx.stderr_text()  # (the pings go on: not idle)

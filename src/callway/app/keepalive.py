@@ -1,10 +1,11 @@
 """NAT keep-alives of the PBX: OPTIONS qualify and CRLF pings, the I/O side.
 
 * Qualify (res_pjsip ``qualify_frequency``): the sans-I/O
-  :class:`~callway.pbx.qualify.Qualifier` says when a registered contact is
-  due; this shell sends it an OPTIONS (RFC 3261 §11) to the address and
-  connection its REGISTER came from (and through its Path, RFC 3327), and
-  logs reachability changes the way Asterisk does.
+  :class:`~callway.pbx.qualify.Qualifier` says when a registered contact
+  (or an AOR's static ``contact=``) is due; this shell sends it an OPTIONS
+  (RFC 3261 §11) to the address and connection its REGISTER came from (and
+  through its Path, RFC 3327, or the AOR's ``outbound_proxy``), and logs
+  reachability changes the way Asterisk does.
 * CRLF keep-alives (``[global] keep_alive_interval``): every interval,
   ``CRLFCRLF`` on each open TCP/TLS connection (RFC 5626 §3.5.1), which
   keeps NAT and firewall state of idle stream connections alive.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from callway.app.b2bua.dial import path_destination
+from callway.app.b2bua.dial import outbound_proxy, path_destination
 from callway.app.b2bua.manager import CallManager
 from callway.pbx.location import Binding
 from callway.pbx.model import Aor
@@ -81,7 +82,9 @@ class Keepalives:
 
     def _send_options(self, event: SendOptions) -> None:
         binding = event.binding
-        dest = path_destination(binding)
+        aor = self.qualifier.aor_of(binding.aor)
+        proxy = outbound_proxy(aor.outbound_proxy) if aor and aor.outbound_proxy else None
+        dest = proxy[0] if proxy else path_destination(binding)
         local = dest.local or self.stack.default_local(dest.transport)
         host, port = self.manager.nat.signaling(local, dest.transport, dest.host)
         suffix = "" if dest.transport == "udp" else f";transport={dest.transport}"
@@ -95,6 +98,7 @@ class Keepalives:
             ("Contact", f"<sip:callway@{host}:{port}{suffix}>"),
             ("Accept", "application/sdp"),
             ("User-Agent", self.manager.user_agent),
+            *((("Route", proxy[1]),) if proxy else ()),  # the AOR's outbound_proxy
             *(("Route", hop) for hop in binding.path),
         ]
         request = Request("OPTIONS", binding.uri, headers)

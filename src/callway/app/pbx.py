@@ -27,6 +27,7 @@ from callway import __version__
 from callway.admin import AdminServer, start_admin
 from callway.app.admin_backends import PbxBackend
 from callway.app.b2bua.callback import CallbackService
+from callway.app.b2bua.dial import static_bindings
 from callway.app.b2bua.manager import CallManager
 from callway.app.b2bua.service import CallService, cdr_writer
 from callway.app.control import ControlServer
@@ -49,8 +50,9 @@ from callway.pbx.auth import Authenticator
 from callway.pbx.core import PbxCore
 from callway.pbx.dialplan import validate_dialplan
 from callway.pbx.dialplan_model import Dialplan
-from callway.pbx.location import Location
+from callway.pbx.location import Binding, Location
 from callway.pbx.model import Network, PjsipConfig
+from callway.pbx.qualify import ContactStatus
 from callway.pbx.registrar import Registrar
 from callway.pbx.registrar_fast import FastRegistrar
 from callway.sip.transaction import TransactionConfig
@@ -229,7 +231,7 @@ class PbxApp:
         self.manager.nat = NatPolicy.from_config(self.config)
         self.keepalives = Keepalives(
             self.stack, self.manager, aor_of=lambda name: self.config.aors.get(name),
-            lookup=self.location.get, clock=time.time,
+            lookup=self._contact, clock=time.time,
             keep_alive_interval=lambda: self.config.global_.keep_alive_interval,
         )  # fmt: skip
         self.registrar.listeners.append(self.keepalives.on_binding)
@@ -246,6 +248,10 @@ class PbxApp:
         self.calls.max_calls = self.options.security.max_calls
         self.cdr = SqliteCdrStore(settings.state_dir / "callway.sqlite")
         self.calls.on_record.append(cdr_writer(self.cdr))
+        qualifier = self.keepalives.qualifier
+        self.calls.reachable = lambda aor, uri: (
+            qualifier.status(aor, uri)[0] is not ContactStatus.UNREACHABLE
+        )
         callback = self.options.callback
         self.calls.callback = CallbackService(
             callback, WebhookNotifier(callback.webhook_url, callback.webhook_secret), self.location
@@ -310,6 +316,7 @@ class PbxApp:
         self.stack.start(loop)
         for binding in self.location.all(time.time()):  # restored: qualify them too
             self.keepalives.on_binding(binding)
+        self._qualify_static()
         self._tick_task = loop.create_task(self._tick())
         self.control = ControlServer(
             self.settings.state_dir / "callway.ctl", pbx_commands(self)
@@ -367,6 +374,28 @@ class PbxApp:
         self.pool.expire_idle()
         self.trimmer.maybe_trim()
 
+    def _contact(self, aor: str, uri: str) -> Binding | None:
+        """A registered contact, else a static ``contact=`` of the AOR (both are qualified)."""
+        binding = self.location.get(aor, uri)
+        if binding is not None:
+            return binding
+        for static in static_bindings(self.config.aors.get(aor)):
+            if static.uri == uri:
+                return static
+        return None
+
+    def _qualify_static(self) -> None:
+        """Qualify the static contacts of AORs with ``qualify_frequency`` (a carrier's trunk).
+
+        As res_pjsip: they are pinged like registered contacts, their state
+        is logged and shown, and Dial skips one that is Unavail.  One dropped
+        from the configuration is forgotten at its next ping.
+        """
+        for aor in self.config.aors.values():
+            if aor.qualify_frequency > 0:
+                for binding in static_bindings(aor):
+                    self.keepalives.on_binding(binding)
+
     def reload(self) -> bool:
         """Re-read the config; keep the old one if the new one is broken."""
         try:
@@ -384,6 +413,7 @@ class PbxApp:
         self.calls.config = config
         self.manager.nat = NatPolicy.from_config(config)
         self.calls.dialplan = dialplan
+        self._qualify_static()
         for name, context in self.tls_contexts.items():
             transport = config.transports.get(name)
             if transport is None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from callway import __version__
 from callway.app import captures
+from callway.app.b2bua.dial import static_bindings
 from callway.app.control import Command, CommandError, table
 
 if TYPE_CHECKING:
@@ -16,6 +17,10 @@ if TYPE_CHECKING:
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _rtt(seconds: float | None) -> str:
+    return "nan" if seconds is None else f"{seconds * 1000:.3f}"
 
 
 def pbx_commands(app: PbxApp) -> dict[str, Command]:
@@ -34,12 +39,21 @@ def pbx_commands(app: PbxApp) -> dict[str, Command]:
                      rows)  # fmt: skip
 
     def contacts(_args: list[str]) -> str:
+        """Registered and static contacts with their qualify status, as Asterisk lists them."""
         now = time.time()
-        rows = [
-            [b.aor, b.uri, str(b.remaining(now)), str(b.source), b.user_agent[:30]]
-            for b in app.location.all(now)
-        ]
-        return table(["Aor", "Contact", "Expires", "Source", "User-Agent"], rows)
+        qualifier = app.keepalives.qualifier
+        rows = []
+        for b in app.location.all(now):
+            status, rtt = qualifier.status(b.aor, b.uri)
+            rows.append([b.aor, b.uri, status.value, _rtt(rtt), str(b.remaining(now)),
+                         str(b.source), b.user_agent[:30]])  # fmt: skip
+        for aor in sorted(app.config.aors.values(), key=lambda a: a.name):
+            for b in static_bindings(aor):
+                status, rtt = qualifier.status(b.aor, b.uri)
+                rows.append([b.aor, b.uri, status.value, _rtt(rtt), "static", "-", "-"])
+        return table(
+            ["Aor", "Contact", "Status", "RTT(ms)", "Expires", "Source", "User-Agent"], rows
+        )
 
     def aors(_args: list[str]) -> str:
         now = time.time()

@@ -198,10 +198,13 @@ class Dialer:
             now = time.time()
             number = target.number
             for aor in endpoint.aors:
-                for binding in static_bindings(service.config.aors.get(aor)):
-                    found.append((endpoint, binding, number))
-                for binding in service.location.lookup(aor, now):
-                    found.append((endpoint, binding, number))
+                for binding in (*static_bindings(service.config.aors.get(aor)),
+                                *service.location.lookup(aor, now)):  # fmt: skip
+                    if service.reachable(aor, binding.uri):
+                        found.append((endpoint, binding, number))
+                    else:  # qualify says Unavail: as res_pjsip, not dialled
+                        log.info("%s: contact %s of %s is unreachable: skipped",
+                                 self.channel.name, binding.uri, aor)  # fmt: skip
         return found
 
     async def _callback(self) -> list[tuple[Endpoint, Binding, str]]:

@@ -129,6 +129,8 @@ class CallService:
         self.cluster: RedisState | None = None  # shared call state ([store] url = redis://)
         self.events = EventBus()  # call events for the admin API's /api/v1/events
         self.on_record: list[Callable[[CallRecord], None]] = []
+        #: Whether Dial may ring a contact (aor, uri): False once qualify says Unavail.
+        self.reachable: Callable[[str, str], bool] = lambda _aor, _uri: True
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         #: "new call"/"ended" lines: both for the first calls of each second, none for
