@@ -368,11 +368,16 @@ class PbxApp:
         """Drop what a finished burst left behind, then give the freed heap back.
 
         Stale nonces and RTP pairs idle for 5 s are released (both would
-        otherwise wait for the next registration or call).
+        otherwise wait for the next registration or call).  The heap is
+        trimmed only while no call is up: the trimmer's ``mallinfo2`` walks
+        the whole malloc heap (10-30 ms measured), and the event loop, which
+        relays the calls' RTP, would hold their packets that long, a gap a
+        phone's 20 ms jitter buffer hears every 2 s.
         """
         self.auth.nonces.expire(now)
         self.pool.expire_idle()
-        self.trimmer.maybe_trim()
+        if not self.calls.channels:
+            self.trimmer.maybe_trim()
 
     def _contact(self, aor: str, uri: str) -> Binding | None:
         """A registered contact, else a static ``contact=`` of the AOR (both are qualified)."""
